@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from audioclf.errors import AudioclfError
+
 console = Console(stderr=True)
 out = Console()
 
@@ -525,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors the library raises with a message meant for the user: AudioclfError, and the
+# built-in kinds raised before it existed
+_USER_ERRORS = (AudioclfError, ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError,
+                PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -533,14 +541,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return fn(args)
     except KeyboardInterrupt:
+        # what was finished stays: a .partial store, a download's .part, last.ckpt resume
         console.print("[red]interrupted[/]")
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as err:
-        # errors the library raised with a message meant for the user
+    except _USER_ERRORS as err:
         if args.verbose > 1:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        msg = " ".join(str(msg).split()) or type(err).__name__  # one line
+        console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         return 2
 
 

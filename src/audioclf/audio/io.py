@@ -19,12 +19,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioclf.errors import AudioError
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(AudioError):
     """A file could not be decoded; the message names the file and the reason."""
 
 

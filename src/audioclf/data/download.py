@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audioclf.data.catalog.registry import ProgressFn
+from audioclf.errors import ArchiveError, AudioclfError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,11 @@ _USER_AGENT = "audioclf (https://github.com/audioclf/audioclf)"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class DownloadError(OSError):
-    """A download failed; the message names the URL and the reason."""
-
-
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """A file does not match its published or recorded checksum."""
 
 
-class ArchiveError(ValueError):
-    """An archive is unreadable or holds a member that would escape the target directory."""
-
-
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(AudioclfError, FileNotFoundError):
     """Files are not where a dataset's official layout puts them; the message says what was
     expected and where."""
 

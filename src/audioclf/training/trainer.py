@@ -303,7 +303,7 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    trainer.fit(task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path)
+    _fit(trainer, task, loaders, ckpt_path)
     if earlier_metrics:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
     best_cb = checkpoint_cbs[0]
@@ -324,6 +324,24 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         )
     result.seconds = time.time() - t0
     return result
+
+
+def _fit(trainer: L.Trainer, task: ClassificationTask, loaders: dict[str, DataLoader | None], ckpt_path: str | None) -> None:
+    """``trainer.fit`` with a resumed checkpoint read as data, and Ctrl-C kept a
+    ``KeyboardInterrupt``: Lightning catches it, shuts down and calls ``exit(1)``; the
+    run directory (``last.ckpt`` of the last finished epoch or step) stays resumable."""
+    from audioclf.models.checkpoints import safe_globals
+
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            trainer.fit(
+                task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path,
+                weights_only=True,
+            )
+    except SystemExit as err:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from err
+        raise
 
 
 def resume_target(resume: str | None) -> tuple[Path | None, str | None, int]:
