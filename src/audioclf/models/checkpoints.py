@@ -45,8 +45,11 @@ def read_checkpoint_file(path: str | Path) -> Any:
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        offending = _GLOBAL_RE.search(str(err))
+        if offending is None:  # not a refused type: a damaged or foreign file
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(err)})") from None
         raise CheckpointError(
-            f"{path}: refused: loading it would unpickle {_offending_type(err)}, which could run code; "
+            f"{path}: refused: loading it would unpickle {offending.group(1)!r}, which could run code; "
             "audioclf reads checkpoints as data only (tensors, numbers, plain containers). "
             "Convert it where you trust its source (torch.load(weights_only=False) -> state dict -> torch.save)"
         ) from None
@@ -73,10 +76,13 @@ def safe_globals() -> list[Any]:
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
-def _offending_type(err: Exception) -> str:
-    """The global torch's safe unpickler refused, from its message (``GLOBAL posix.system``)."""
-    m = _GLOBAL_RE.search(str(err))
-    return f"the global {m.group(1)!r}" if m else f"an object torch does not allow ({str(err).strip().splitlines()[-1]})"
+def _reason(err: Exception) -> str:
+    """The line of torch's long weights-only message that says what was wrong."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+    return lines[-1] if lines else type(err).__name__
 
 
 def extract_state_dict(obj: Any, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
