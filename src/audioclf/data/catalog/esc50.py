@@ -18,7 +18,13 @@ from typing import Any
 
 from audioclf.data.catalog.archive import ArchiveDataset, archive_options
 from audioclf.data.catalog.registry import DatasetInfo, Item, Option, ProgressFn, register_dataset
-from audioclf.data.download import DatasetLayoutError, Remote, dataset_file, fetch_archive, recorded_checksum
+from audioclf.data.download import (
+    DatasetLayoutError,
+    Remote,
+    dataset_file,
+    fetch_archive,
+    recorded_checksum,
+)
 
 ARCHIVE = Remote(url="https://github.com/karoldvl/ESC-50/archive/master.zip", filename="ESC-50-master.zip")
 TOP_DIR = "ESC-50-master"
