@@ -79,3 +79,26 @@ def test_audio_info(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.flac", _tone(22050, 2.0), 22050)
     info = audio_info(tmp_path / "a.flac")
     assert info.sample_rate == 22050 and info.channels == 1 and info.duration == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(5e29, "samples reach 5e\\+29"), (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+def test_absurd_or_non_finite_float_samples_are_an_error_naming_the_file(tmp_path: Path, bad: float, message: str) -> None:
+    from audioclf.audio.io import decode_bytes, stream_audio
+
+    x = _tone(16000)
+    x[100] = bad
+    path = tmp_path / "loud.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match=rf"loud.wav: .*{message}"):
+        load_audio(path)
+    with pytest.raises(AudioDecodeError, match=message):
+        list(stream_audio(path, 8000))
+    with pytest.raises(AudioDecodeError, match=message):
+        decode_bytes(path.read_bytes(), name="upload.wav")
+
+
+def test_float_files_a_little_over_full_scale_still_load(tmp_path: Path) -> None:
+    x = _tone(16000) * 3.0  # peaks at 1.5: a float mix that clipped, still audio
+    sf.write(tmp_path / "hot.wav", x, 16000, subtype="FLOAT")
+    y, _ = load_audio(tmp_path / "hot.wav")
+    assert np.allclose(y, x)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioclf.audio.io import load_audio, resample, stream_audio
+from audioclf.audio.io import check_samples, load_audio, resample, stream_audio
 from audioclf.inference.timeline import Timeline, WindowCutter, ranked, split_blocks
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,17 @@ class Classifier:
     def scores(self, audio: str | Path | np.ndarray, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
         """Clip-level class probabilities ``(classes,)`` of a file or an array.
 
-        An array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        A file is streamed in blocks (memory bounded by a block, whatever its length); an
+        array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        Non-finite or absurdly loud audio raises ``AudioDecodeError`` naming it.
         """
+        if isinstance(audio, (str, Path)):
+            # streamed, as predict_timeline does: a 2-hour file never sits in memory whole.
+            # The same half-overlapping windows as :meth:`windows`, the last aligned to the end.
+            n = self.clip_samples
+            cutter = WindowCutter(n, n // 2)
+            streamed = (w for _, w in cutter.cut(stream_audio(audio, self.sample_rate)))
+            return self.score_windows(streamed, batch_size).mean(0)
         return self.score_windows(self.windows(self.load_waveform(audio, sample_rate)), batch_size).mean(0)
 
     def predict(
@@ -177,6 +186,7 @@ class Classifier:
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
             raise ValueError(f"audio array must be non-empty mono (samples,) or 2-D multi-channel, got shape {np.shape(audio)}")
+        check_samples(wave, "audio array")
         sr = sample_rate or self.sample_rate
         return resample(wave, sr, self.sample_rate) if sr != self.sample_rate else wave
 

@@ -197,7 +197,7 @@ class ClassificationTask(L.LightningModule):
         # before the backward pass: a non-finite loss would make every weight NaN, and
         # Lightning would go on training (and checkpointing) a model that predicts nothing
         if not bool(torch.isfinite(loss.detach())):
-            raise TrainingError(f"training loss is {float(loss)} at step {self.global_step} "
+            raise TrainingError(f"training loss is {float(loss.detach())} at step {self.global_step} "
                                 f"(epoch {self.current_epoch}, batch {batch_idx}); {self._likely_cause()}")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=wave.shape[0])
         # a tensor sum: float() here would wait for the device on every step
