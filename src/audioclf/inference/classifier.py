@@ -158,20 +158,9 @@ class Classifier:
                 yield w
 
         scores = self.score_windows(waves(), batch_size)
-        rate = float(self.sample_rate)
-        duration = cutter.total / rate
-        start_s = np.asarray(starts, dtype=np.float64) / rate
-        log.debug("timeline: %.1f s of audio, %d windows of %d samples", duration, len(starts), win)
-        return Timeline(
-            starts=start_s,
-            ends=np.minimum(start_s + win / rate, duration),
-            scores=scores.astype(np.float32, copy=False),
-            label_names=list(self.label_names),
-            multi_label=self.multi_label,
-            duration=duration,
-            window=win / rate,
-            hop=step / rate,
-        )
+        log.debug("timeline: %d samples, %d windows of %d samples", cutter.total, len(starts), win)
+        return Timeline.from_windows(starts, scores, rate=float(self.sample_rate), window=win, hop=step, total=cutter.total,
+                                     label_names=self.label_names, multi_label=self.multi_label)
 
     # -- audio -------------------------------------------------------------------------
     def load_waveform(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
