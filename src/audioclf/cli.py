@@ -518,7 +518,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = ServiceSettings(
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds, max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
+        batch_wait_ms=args.batch_wait_ms, max_decoded_samples=args.max_decoded_samples,
+        decode_workers=args.decode_workers, request_timeout=args.request_timeout, max_connections=args.max_connections,
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
     serve(args.checkpoint, args.host, args.port, settings, device=args.device,
@@ -537,6 +538,13 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--max-decoded-samples", type=int, default=57_600_000,
+                   help="most samples (rate x seconds x channels, from the header) an upload may decode to "
+                   "(default 57.6 M: 48 kHz stereo for 10 minutes)")
+    p.add_argument("--decode-workers", type=int, default=2, help="uploads decoded at once (default 2)")
+    p.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds a client has to send its request headers and body, then 408 / closed (default 60)")
+    p.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503 (default 64)")
 
 
 # --- entry point --------------------------------------------------------------------------
