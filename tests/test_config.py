@@ -79,3 +79,20 @@ def test_saved_config_reloads_identically(tmp_path: Path) -> None:
     raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert raw["task"]["mix"]["methods"] == {"mixup": 1.0}
     assert load_config(tmp_path / "config.yaml") == c
+
+
+@pytest.mark.parametrize("name", ["../../X", "a/b", "..", ".", "", "a\\..\\b", ".hidden"])
+def test_run_names_cannot_leave_output_dir(name: str) -> None:
+    from audioclf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="name must be a plain directory name"):
+        load_config(None, [f"name={name!r}" if name else "name=''"])
+
+
+def test_a_traversing_name_creates_nothing_outside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audioclf.cli import main
+
+    out = tmp_path / "a" / "runs"
+    assert main(["train", f"output_dir={out}", "name=../../X", "data.store=nowhere.h5"]) == 2
+    assert "name must be a plain directory name" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("X*"))

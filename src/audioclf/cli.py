@@ -303,7 +303,7 @@ def _cv_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioclf.training.evaluate import evaluate_checkpoint
+    from audioclf.training.evaluate import default_evaluation_path, evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -311,7 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     out.print(metrics_table(summary, f"{Path(args.checkpoint).name} on {Path(args.store).name} ({metrics['split']})"))
-    dest = Path(args.output) if args.output else Path(args.checkpoint).parent.parent / "evaluation.json"
+    dest = Path(args.output) if args.output else default_evaluation_path(args.checkpoint)
     # metrics.json style: what was evaluated, then the figures (per class and confusion matrix included)
     dest.write_text(json.dumps({"checkpoint": str(args.checkpoint), "store": str(args.store), **metrics}, indent=2))
     out.print(f"metrics written to {dest}")
@@ -332,7 +332,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fold", type=int, help="evaluate on this fold instead of a split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json)")
+    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json for a checkpoint in a run, "
+                   "else <checkpoint name>.evaluation.json beside it)")
     p.add_argument("--plots", metavar="DIR", help="also write the confusion matrix (single-label) and per-class "
                    "F1 or AP bars as PNG files to DIR")
 

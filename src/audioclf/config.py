@@ -14,9 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """A recipe or override is wrong; the message names the key and what is allowed."""
+from audioclf.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -133,6 +131,15 @@ class Config(_Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_path_component(cls, v: str) -> str:
+        # the run directory is output_dir/<name>-<time>: a name with a separator or ".."
+        # would put it (and everything the run writes) somewhere else
+        if not v or v in (".", "..") or any(c in v for c in "/\\\x00") or v.startswith("."):
+            raise ValueError(f"name must be a plain directory name (no '/', '\\', or leading '.'), got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _folds_consistent(self) -> Config:
