@@ -169,8 +169,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML ({err})") from err
+    except (yaml.YAMLError, RecursionError) as err:  # RecursionError: nesting past Python's stack
+        raise ConfigError(f"override {key}: value {raw[:80]!r} is not valid YAML ({type(err).__name__}: {err})") from None
     return key.split("."), value
 
 
@@ -200,9 +200,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"{path}: is a directory, not a YAML config file")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     apply_overrides(raw, list(overrides or []))
@@ -210,10 +210,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    _check_acyclic(raw, source)
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    except RecursionError:  # a YAML alias that contains itself
+        raise ConfigError(f"{source}: a value refers to itself (a recursive YAML alias)") from None
+
+
+def _check_acyclic(node: Any, source: str, path: str = "", seen: tuple[int, ...] = ()) -> None:
+    """A YAML alias can make a value contain itself (``a: &x [*x]``): no config is that."""
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            raise ConfigError(f"{source}: {path or 'the config'} contains itself (a recursive YAML alias)")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            _check_acyclic(v, source, f"{path}.{k}" if path else str(k), (*seen, id(node)))
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -282,3 +282,71 @@ def test_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _corrupt(path, "targets", 1, 17)
     assert main(["info", str(path)]) == 2  # and every other verb that opens it
     assert "target(s) outside 0..2" in capsys.readouterr().err
+
+
+# -- fuzzing: a damaged store opens with a StoreError naming it, or reads back sound clips ---------
+def _opens_cleanly_or_says_why(path: Path) -> None:
+    try:
+        s = Store(path)
+    except StoreError as err:
+        assert path.name in str(err)
+        return
+    for i in range(len(s)):  # what opened is usable: every clip, target and fold
+        assert s.read_audio(i).size > 0
+    s.target_matrix()
+    s.summary()
+    s.close()
+
+
+def test_fuzz_store_reader_on_edited_arrays_and_attributes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = _sound_store(tmp_path / "good.h5")
+    sound = good.read_bytes()
+    edits = st.one_of(
+        st.tuples(st.sampled_from(["offsets", "targets", "fold"]), st.integers(0, 12), st.integers(-2**40, 2**40)),
+        st.tuples(st.just("attr"), st.sampled_from(["num_clips", "sample_rate", "label_names", "task", "provenance",
+                                                    "format_version", "complete"]),
+                  st.one_of(st.integers(-10, 10**6), st.text(st.characters(blacklist_characters="\x00"), max_size=20), st.just("[]"), st.just('["a", "a"]'))),
+        st.tuples(st.just("drop"), st.sampled_from(["audio", "offsets", "targets", "fold", "split", "clip_id"]), st.none()),
+    )
+
+    @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(edits, min_size=1, max_size=3))
+    def run(changes) -> None:
+        path = tmp_path / "fuzz.h5"
+        path.write_bytes(sound)
+        with h5py.File(path, "r+") as f:
+            for kind, key, value in changes:
+                if kind == "attr":
+                    f.attrs[key] = value
+                elif kind == "drop":
+                    if key in f:
+                        del f[key]
+                elif kind in f:
+                    ds = f[kind]
+                    ds[key % ds.shape[0]] = np.clip(value, np.iinfo(ds.dtype).min, np.iinfo(ds.dtype).max)
+        _opens_cleanly_or_says_why(path)
+
+    run()
+
+
+def test_fuzz_store_reader_on_flipped_file_bytes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sound = _sound_store(tmp_path / "good.h5").read_bytes()
+
+    @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(sound) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.integers(1, len(sound)))
+    def run(flips: list[tuple[int, int]], keep: int) -> None:
+        data = bytearray(sound)
+        for pos, value in flips:
+            data[pos] = value
+        path = tmp_path / "flipped.h5"
+        path.write_bytes(bytes(data[:keep]))
+        _opens_cleanly_or_says_why(path)
+
+    run()

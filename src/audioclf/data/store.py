@@ -295,8 +295,12 @@ def _to_int16(audio: np.ndarray) -> np.ndarray:
 def _check_format(f: h5py.File, path: Path) -> None:
     if f.attrs.get("format") != FORMAT:
         raise StoreError(f"{path}: not an audioclf store (no '{FORMAT}' format attribute)")
-    if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
-        raise StoreError(f"{path}: store format version {f.attrs['format_version']} is newer than this audioclf reads")
+    try:
+        version = int(f.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        raise StoreError(f"{path}: damaged store header (format_version {f.attrs['format_version']!r})") from None
+    if version > FORMAT_VERSION:
+        raise StoreError(f"{path}: store format version {version} is newer than this audioclf reads")
 
 
 def _header_of(f: h5py.File) -> StoreHeader:
