@@ -509,6 +509,61 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from audioclf.models.hub import is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.reporting.runs import locate_run
+
+    source = Path(args.source)
+    if is_hub_dir(source):  # written earlier with --dir: upload it as it is
+        if args.dir:
+            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+        url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
+        out.print(f"pushed {source} to {args.repo_id}: {url}")
+        return 0
+    files = locate_run(source)
+    if files.checkpoint is None:
+        raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
+    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset}
+    if args.dir:
+        folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
+        out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
+                  f"upload it with: audioclf push {folder} {args.repo_id}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="audioclf-push-") as tmp:
+        folder = save_bundle_pretrained(files.checkpoint, Path(tmp) / "model", metrics=metrics, card=card)
+        url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
+    out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
+    return 0
+
+
+@command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Write a run's best checkpoint (or any audioclf checkpoint) as model.safetensors, config.json and a "
+        "model card README.md (metrics, dataset, recipe, usage), then upload it to the Hub repository ORG/NAME "
+        "(created if missing). With --dir the directory is only written locally (save_pretrained); push that "
+        "directory later by naming it instead of the run. Log in first with `hf auth login` (or set HF_TOKEN)."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101 my-org/esc50-cnn14 --private\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101/checkpoints/best.ckpt my-org/esc50-cnn14 --dir esc50-cnn14\n"
+        "  audioclf push esc50-cnn14 my-org/esc50-cnn14 --revision v1"
+    )
+    p.add_argument("source", help="run directory, audioclf checkpoint, or a directory written with --dir")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository to upload to (named in the card's usage snippet)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to upload to (created from main when missing; default: main)")
+    p.add_argument("--dir", metavar="OUT", help="only write the Hub-format directory OUT; upload nothing")
+    p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="Hub dataset id the model was trained on, for the card (repeatable)")
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
