@@ -195,10 +195,10 @@ def _handler_for(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             query = urllib.parse.parse_qs(url.query)
             for verb, pattern, fn in ROUTES:
                 m = re.fullmatch(pattern, url.path)
-                if verb == method or (verb == "GET" and method == "HEAD" and fn is Handler.resolve):
-                    if m:
-                        fn(self, method, query, **m.groupdict())
-                        return
+                head_of_get = verb == "GET" and method == "HEAD" and fn is Handler.resolve
+                if m and (verb == method or head_of_get):
+                    fn(self, method, query, **m.groupdict())
+                    return
             self._error(404, None, f"no route for {method} {url.path}", head=method == "HEAD")
 
         def do_GET(self) -> None:

@@ -142,9 +142,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for text in args.option:
         key, value = parse_override(text)
         options[".".join(key)] = value
+    if args.path and args.root:
+        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+    args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
         dest = Path(args.out)
+    elif getattr(source, "hub_id", None):  # a Hub dataset: in the working directory
+        dest = Path(source.store_name())
     else:  # beside the data: in ROOT, or beside ROOT when it is a manifest file
         root = Path(args.root or ".")
         dest = (root.parent if root.is_file() else root) / source.store_name()
@@ -166,6 +171,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 @command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
+    p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
+                   help="the dataset's directory (the same as --root); for hf also a Hub dataset id, e.g. danavery/urbansound8K")
     p.add_argument("--root", help="dataset directory (downloads go here)")
     p.add_argument("--out", help="store path (default: the dataset's store name, e.g. esc50.h5, in ROOT)")
     p.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the dataset's own)")

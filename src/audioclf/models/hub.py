@@ -404,7 +404,7 @@ def model_card(config: dict[str, Any], *, metrics: dict[str, Any] | None = None,
         "",
         f"# {title}",
         "",
-        f"An audio classifier trained with [audioclf](https://github.com/audioclf/audioclf): "
+        f"An audio classifier trained with audioclf: "
         f"`{arch}`, {task}, {config['num_classes']} classes, {config['sample_rate']} Hz audio in "
         f"{seconds:g} s clips.",
         "",
