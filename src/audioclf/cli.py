@@ -519,9 +519,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def cmd_push(args: argparse.Namespace) -> int:
     import tempfile
 
-    from audioclf.models.hub import is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
     from audioclf.reporting.runs import locate_run
 
+    check_repo_id(args.repo_id)  # before any conversion
     source = Path(args.source)
     if is_hub_dir(source):  # written earlier with --dir: upload it as it is
         if args.dir:

@@ -448,6 +448,13 @@ def _yaml(data: dict[str, Any]) -> str:
 # --- pushing ----------------------------------------------------------------------------------
 
 
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is a Hub repository id (``ORG/NAME``); a clear error otherwise."""
+    if not re.fullmatch(rf"{_NAME}/{_NAME}", repo_id):
+        raise HubError(f"{repo_id!r}: not a Hub repository id (expected ORG/NAME)")
+    return repo_id
+
+
 def push_to_hub(
     directory_or_bundle: str | Path,
     repo_id: str,
@@ -466,8 +473,7 @@ def push_to_hub(
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    if not re.fullmatch(rf"{_NAME}/{_NAME}", repo_id):
-        raise HubError(f"{repo_id!r}: not a Hub repository id (expected ORG/NAME)")
+    check_repo_id(repo_id)
     source = Path(directory_or_bundle)
     if not source.exists():
         raise FileNotFoundError(f"not found: {source} (expected a directory written by save_pretrained or a checkpoint)")
