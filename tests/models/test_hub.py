@@ -182,6 +182,14 @@ def test_download_a_snapshot_and_a_single_file(hub, tmp_path):
     assert (snap / "extra" / "notes.txt").read_text() == "hello"
     one = hub_download("hf:org/lite/extra/notes.txt")
     assert one.read_text() == "hello" and one.parent.parent.name == sha
+    # cached: a branch costs one look-up of its commit, a commit id nothing
+    n = len(hub.requests)
+    assert hub_download("hf:org/lite") == snap
+    assert hub.requests[n:] == [("GET", "/api/models/org/lite/revision/main")]
+    n = len(hub.requests)
+    assert hub_download(f"hf:org/lite@{sha}") == snap
+    assert hub_download(f"hf:org/lite/extra/notes.txt@{sha}") == one
+    assert hub.requests[n:] == []
 
 
 def test_revision_pinning_picks_the_weights_of_that_revision(hub, tmp_path, wave):
