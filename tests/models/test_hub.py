@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioclf.models import create_model
+from audioclf.models import create_model, list_models
 from audioclf.models.hub import (
     HubError,
     HubSource,
@@ -339,3 +339,50 @@ def test_transformers_multi_label_and_from_the_hub(hub, tmp_path, wave):
     (tmp_path / "ast" / "config.json").write_text(json.dumps(config))
     with pytest.raises(HubError, match="id2label must name every class index"):
         load_model_dir(tmp_path / "ast")
+
+
+# -- every registered model survives the Hub format ----------------------------------------------
+
+
+def _small(name: str) -> dict:
+    """Small sizes for the 90 M-parameter transformers (the same modules, fewer and narrower)."""
+    from tests.models.test_ast import SMALL as SMALL_AST
+    from tests.models.test_beats import SMALL as SMALL_BEATS
+
+    return {"ast": SMALL_AST, "ast_speech_commands": SMALL_AST, "beats_iter3_plus": SMALL_BEATS}.get(name, {})
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_round_trips_through_the_hub_format_bit_identically(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name, 5, **_small(name)).eval()
+    info = {
+        "model": name, "model_settings": _small(name), "num_classes": 5, "label_names": list("abcde"),
+        "task": "multi_label", "sample_rate": int(model.sample_rate), "clip_samples": int(model.clip_samples),
+    }  # fmt: skip
+    loaded, _ = load_model_dir(save_pretrained(model, info, tmp_path / name))
+    assert sorted(loaded.state_dict()) == sorted(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    # one clip of the model's own length (what every model takes); 0.5 s where it is long
+    n = int(model.clip_samples) if name.startswith(("eat", "simple_cnn", "piczak")) else int(0.5 * model.sample_rate)
+    x = 0.1 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
+    assert (logits(loaded, x) - logits(model, x)).abs().max().item() == 0.0
+
+
+def test_an_unreachable_hub_falls_back_to_the_cache_and_says_so(hub, tmp_path, monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    model, info = lite(0)
+    hub.commit("org/lite", {"": save_pretrained(model, info, tmp_path / "m")})
+    cached = hub_download("hf:org/lite")
+    with socket.socket() as s:  # a port nothing listens on: the network goes away
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    assert hub_download("hf:org/lite") == cached
+    with pytest.raises(FileNotFoundError, match=r"hf:org/other: Hub repository 'org/other'.*the Hub could not be reached"):
+        hub_download("hf:org/other")
