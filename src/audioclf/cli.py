@@ -534,7 +534,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     if files.checkpoint is None:
         raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
     metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
-    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset}
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
+    if args.dataset:
+        card["datasets"] = args.dataset
     if args.dir:
         folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
         out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
@@ -545,6 +547,28 @@ def cmd_push(args: argparse.Namespace) -> int:
         url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
     out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
     return 0
+
+
+def _store_card(files: Any) -> dict[str, Any]:
+    """What the run's store says about its data, for the model card: the dataset's name and,
+    for a Hub dataset, its id (nothing when the run's config or store is not at hand)."""
+    import yaml
+
+    from audioclf.data.store import Store
+
+    config = yaml.safe_load(files.config.read_text()) if files.config else None
+    store = ((config or {}).get("data") or {}).get("store")
+    if not store or not Path(store).exists():
+        return {}
+    try:
+        header = Store(store).header
+    except Exception as err:  # noqa: BLE001 - the card is made without it
+        logging.getLogger("audioclf").info("store %s not read for the model card (%s)", store, err)
+        return {}
+    hub_id = (header.provenance.get("hf_dataset") or {}).get("hub_id")
+    # the catalog's own datasets have telling names; "hf", "folder" say less than the file
+    name = hub_id or (header.dataset if header.dataset not in ("hf", "folder", "custom") else Path(store).stem)
+    return {"dataset": name, **({"datasets": [hub_id]} if hub_id else {})}
 
 
 @command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)

@@ -82,3 +82,20 @@ def test_push_help_has_examples(capsys):
         main(["push", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--dir" in text and "--private" in text
+
+
+def test_the_card_names_the_hub_dataset_the_run_was_trained_on(hub, run_dir, tmp_path):
+    from audioclf.data.catalog import create_source
+    from audioclf.data.prepare import prepare_dataset
+    from tests.data.catalog.test_hf import pets
+
+    hub.commit("org/pets", pets(tmp_path), repo_type="dataset")
+    store = tmp_path / "pets.h5"
+    prepare_dataset(create_source("hf", "org/pets"), store, sample_rate=8000)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"]["store"] = str(store)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["push", str(run_dir), "me/pets", "--dir", str(tmp_path / "out")]) == 0
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert 'datasets:\n- "org/pets"' in card.split("---")[1]
+    assert "On the test split of org/pets." in card and "- dataset: org/pets" in card

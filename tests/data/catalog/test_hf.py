@@ -292,3 +292,24 @@ def test_a_hub_dataset_of_audio_files_read_whole_or_streamed(hub, tmp_path):
             n = int(cid[1:])
             assert store.folds[i] == n % 2 + 1 and store.label_names[store.targets[i]] == "ab"[n % 2]
             np.testing.assert_allclose(store.read_audio(i), tone(300, n), atol=1.5 / 32767)
+
+
+def test_a_hub_dataset_offline_comes_from_the_cache(hub, tmp_path, monkeypatch):
+    import datasets.config
+    from huggingface_hub import constants
+
+    hub.commit("org/pets", pets(tmp_path), repo_type="dataset")
+    online = [(it.clip_id, it.target, it.split) for it in create_source("hf", "org/pets").items()]
+    n = len(hub.requests)
+    # HF_HUB_OFFLINE=1, as a process started with it sees it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    offline = create_source("hf", "org/pets")
+    assert [(it.clip_id, it.target, it.split) for it in offline.items()] == online
+    prepare_dataset(offline, tmp_path / "pets.h5", sample_rate=8000)
+    assert len(Store(tmp_path / "pets.h5")) == 6
+    assert len(hub.requests) == n  # nothing asked of the Hub
+    with pytest.raises(DatasetLayoutError, match="could not load Hub dataset 'org/other'") as err:
+        create_source("hf", "org/other").items()
+    assert "OfflineModeIsEnabled" in str(err.value)
