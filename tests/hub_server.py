@@ -429,20 +429,19 @@ def _handler_for(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
-    """The local Hub stand-in, with ``HF_ENDPOINT`` pointing at it and the Hub's caches
-    (``HF_HOME``, ``HF_HUB_CACHE``, datasets' cache) in ``tmp_path``; closed after the test.
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``, datasets' cache) in
+    ``tmp_path/hf-home``, online, no token: a test never writes to or reads from the user's
+    caches. Returns that directory.
 
     ``huggingface_hub`` and ``datasets`` read these variables once, when first imported, so
-    their module constants are pointed at the stand-in too (what a fresh process started
-    with the variables set would see)."""
+    their module constants are pointed there too (what a fresh process started with the
+    variables set would see)."""
     import datasets.config
     from huggingface_hub import constants
 
-    server = LocalHub()
     home = tmp_path / "hf-home"
     settings = {
-        "HF_ENDPOINT": server.endpoint,
         "HF_HOME": str(home),
         "HF_HUB_CACHE": str(home / "hub"),
         "HF_DATASETS_CACHE": str(home / "datasets"),
@@ -453,18 +452,30 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
         monkeypatch.setenv(key, value)
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HOME", str(home))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_XET_CACHE", str(home / "xet"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", server.endpoint)
-    monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", server.endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    return home
+
+
+@pytest.fixture
+def hub(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """The local Hub stand-in, with ``HF_ENDPOINT`` pointing at it (and the caches of
+    :func:`hf_cache`); closed after the test."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    server = LocalHub()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", server.endpoint)
+    monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", server.endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}")
     try:
         yield server
     finally:

@@ -108,7 +108,7 @@ def test_folds_counted_from_zero_are_stored_1_based(tmp_path):
     assert [it.clip_id for it in items] == ["c0", "c1", "c2", "c3"]  # from the audio path column
 
 
-def test_a_directory_without_audio_data_is_refused(tmp_path):
+def test_a_directory_without_audio_data_is_refused(hf_cache, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "data.csv").write_text("a,b\n")
     with pytest.raises(DatasetLayoutError, match="could not load directory .*audiofolder.*save_to_disk.*holds: data.csv"):

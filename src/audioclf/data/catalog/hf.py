@@ -300,6 +300,7 @@ class HuggingFaceDataset(DatasetSource):
         if len(set(ids)) != len(ids) or "" in ids:
             ids = [f"{split}/{i}" if split else str(i) for split, i, _, _, _ in rows]
         items = []
+        where = self._where()
         for (split, i, r, _, meta), fold, cid in zip(rows, folds, ids, strict=True):
             v = r[label_col]
             target: int | list[int] = [to_index(x) for x in v] if self._multi else to_index(v)
@@ -309,7 +310,7 @@ class HuggingFaceDataset(DatasetSource):
                     target=target,
                     fold=fold,
                     split=split if keep_split else "",
-                    meta={"hf_split": split, "row": i, "source": f"{self._where()}[{split or 'row'}][{i}]", **meta},
+                    meta={"hf_split": split, "row": i, "source": f"{where}[{split or 'row'}][{i}]", **meta},
                 )
             )
         self._items = items
