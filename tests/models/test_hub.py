@@ -175,9 +175,12 @@ def test_classifier_save_pretrained_round_trip(tmp_path):
 def test_download_a_snapshot_and_a_single_file(hub, tmp_path):
     model, info = lite(0)
     d = save_pretrained(model, info, tmp_path / "m")
-    sha = hub.commit("org/lite", {"": d, "extra/notes.txt": "hello"})
+    sha = hub.commit("org/lite", {"": d, "extra/notes.txt": "hello", "tf_model.h5": b"tf", "onnx/model.onnx": b"x"})
     snap = hub_download("hf:org/lite")
     assert snap.name == sha  # the cache's snapshot directory of the resolved commit
+    assert not (snap / "tf_model.h5").exists() and not (snap / "onnx").exists()  # other frameworks' weights stay
+    assert hub.count("GET", "tf_model.h5|model.onnx") == 0
+    assert hub_download("hf:org/lite", offline=True) == snap  # and the cached snapshot counts as complete
     assert (snap / "model.safetensors").read_bytes() == (d / "model.safetensors").read_bytes()
     assert (snap / "extra" / "notes.txt").read_text() == "hello"
     one = hub_download("hf:org/lite/extra/notes.txt")

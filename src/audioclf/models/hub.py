@@ -43,6 +43,12 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 # the transformers model types read here, and the audioclf model built for each
 TRANSFORMERS_MODELS = {"audio-spectrogram-transformer": "ast"}
+# weights for other frameworks that a snapshot leaves out (the same patterns online and
+# offline, so huggingface_hub's completeness check of a cached snapshot agrees)
+OTHER_FRAMEWORKS = (
+    "*.h5", "*.msgpack", "*.tflite", "*.ot", "*.mlmodel", "tf_model*", "flax_model*", "rust_model*",
+    "*.onnx", "onnx/*", "coreml/*", "openvino/*",
+)  # fmt: skip
 # AudioSet is multi-label; MIT's AudioSet AST checkpoints do not record problem_type
 AUDIOSET_CLASSES = 527
 
@@ -99,7 +105,8 @@ def _offline_env() -> bool:
 def hub_download(source: str, *, offline: bool = False) -> Path:
     """Fetch a Hub model source into the Hub cache and return its local path.
 
-    ``hf:ORG/REPO[@REV]`` -> the snapshot directory of that revision;
+    ``hf:ORG/REPO[@REV]`` -> the snapshot directory of that revision (without weights for
+    other frameworks: TensorFlow, Flax, ONNX, Core ML, OpenVINO);
     ``hf:ORG/REPO/FILE[@REV]`` -> the cached file. Files already cached for the resolved
     commit are not downloaded again. With ``offline`` (or ``HF_HUB_OFFLINE=1``) only the
     cache is used, and a missing entry is a :class:`FileNotFoundError` naming the repository,
@@ -122,7 +129,9 @@ def hub_download(source: str, *, offline: bool = False) -> Path:
         if ref.filename:
             path = hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision, local_files_only=offline)
         else:
-            path = snapshot_download(ref.repo_id, revision=ref.revision, local_files_only=offline)
+            path = snapshot_download(
+                ref.repo_id, revision=ref.revision, local_files_only=offline, ignore_patterns=list(OTHER_FRAMEWORKS)
+            )
     except LocalEntryNotFoundError as err:
         from huggingface_hub import constants
 
