@@ -326,8 +326,8 @@ def test_transformers_ast_directory_loads_with_id2label_names(tmp_path, wave):
     assert info["task"] == "single_label"
     want = transformers_logits(ref, wave)
     got = logits(model, wave)
-    # measured: ~2e-6; the frontends differ by float32 vs float64 DFT only
-    assert (got - want).abs().max().item() < 1e-3
+    # measured: 6e-7 (logits up to 2); the frontends differ by float32 vs float64 DFT only
+    assert (got - want).abs().max().item() < 1e-4
     assert not torch.allclose(logits(create_model("ast", 4, **info["model_settings"]), wave), want, atol=1e-2)
 
 
@@ -336,7 +336,7 @@ def test_transformers_multi_label_and_from_the_hub(hub, tmp_path, wave):
     hub.commit("MIT/tiny-ast", {"": tmp_path / "ast"})
     model, info = load_model_dir(hub_download("hf:MIT/tiny-ast"))
     assert info["task"] == "multi_label" and info["label_names"] == list(AST_LABELS.values())
-    assert (logits(model, wave) - transformers_logits(ref, wave)).abs().max().item() < 1e-3
+    assert (logits(model, wave) - transformers_logits(ref, wave)).abs().max().item() < 1e-4
     config = json.loads((tmp_path / "ast" / "config.json").read_text())
     config["id2label"] = {"0": "a", "2": "c"}
     (tmp_path / "ast" / "config.json").write_text(json.dumps(config))
