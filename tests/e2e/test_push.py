@@ -35,7 +35,7 @@ def test_push_dir_writes_locally_then_push_uploads_it(hub, run_dir, tmp_path, ca
     assert main(["push", str(run_dir), "me/esc-lite", "--dir", str(out), "--license", "cc-by-nc-4.0"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (out / "README.md").read_text()
-    assert "| accuracy | 0.8750 |" in card and "license: cc-by-nc-4.0" in card and "hf:me/esc-lite" in card
+    assert "| accuracy | 0.8750 |" in card and yaml.safe_load(card.split("---\n")[1])["license"] == "cc-by-nc-4.0" and "hf:me/esc-lite" in card
     assert hub.requests == []  # --dir uploads nothing
     assert "audioclf push" in capsys.readouterr().out
 
@@ -97,5 +97,5 @@ def test_the_card_names_the_hub_dataset_the_run_was_trained_on(hub, run_dir, tmp
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     assert main(["push", str(run_dir), "me/pets", "--dir", str(tmp_path / "out")]) == 0
     card = (tmp_path / "out" / "README.md").read_text()
-    assert 'datasets:\n- "org/pets"' in card.split("---")[1]
+    assert yaml.safe_load(card.split("---\n")[1])["datasets"] == ["org/pets"]
     assert "On the test split of org/pets." in card and "- dataset: org/pets" in card

@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from audioclf.models import create_model, list_models
 from audioclf.models.hub import (
@@ -106,8 +107,11 @@ def test_save_pretrained_writes_safetensors_config_and_card_and_loads_back_bit_i
     assert config["audioclf_version"]
 
     card = (out / "README.md").read_text()
-    front = card.split("---")[1]
-    assert "library_name: audioclf" in front and "license: cc-by-4.0" in front and '- "ashraq/esc50"' in front
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front == {
+        "library_name": "audioclf", "pipeline_tag": "audio-classification", "license": "cc-by-4.0",
+        "tags": ["audioclf", "audio-classification", "pytorch", "cnn_lite"], "datasets": ["ashraq/esc50"],
+    }  # fmt: skip
     assert "| accuracy | 0.8125 |" in card and "| clips | 16 |" in card and "checkpoint" not in card.split("## Metrics")[1].split("##")[0]
     assert "dataset: esc50" in card and "esc-lite" in card
     assert 'Classifier.from_pretrained("hf:me/esc-lite")' in card

@@ -400,7 +400,7 @@ def model_card(config: dict[str, Any], *, metrics: dict[str, Any] | None = None,
     front = ["---", "library_name: audioclf", "pipeline_tag: audio-classification"]
     front += _yaml_list("tags", list(dict.fromkeys(tags)))
     if card.get("license"):
-        front.append(f"license: {card['license']}")
+        front.append(f"license: {json.dumps(str(card['license']))}")
     front += _yaml_list("datasets", list(card.get("datasets", [])))
     front.append("---")
 
