@@ -313,3 +313,23 @@ def test_a_hub_dataset_offline_comes_from_the_cache(hub, tmp_path, monkeypatch):
     with pytest.raises(DatasetLayoutError, match="could not load Hub dataset 'org/other'") as err:
         create_source("hf", "org/other").items()
     assert "OfflineModeIsEnabled" in str(err.value)
+
+
+def test_a_hub_dataset_configuration_is_picked_by_config(hub, tmp_path):
+    small = pets(tmp_path, names=("bird", "cat", "dog"), sizes=(("train", 3),), seed=0)
+    large = pets(tmp_path, names=("car", "horn", "siren"), sizes=(("train", 5),), seed=7)
+    card = (
+        "---\nconfigs:\n"
+        "- config_name: animals\n  data_files:\n  - split: train\n    path: animals/*.parquet\n"
+        "- config_name: traffic\n  data_files:\n  - split: train\n    path: traffic/*.parquet\n"
+        "---\n# two configurations\n"
+    )
+    hub.commit("org/sounds", {"README.md": card, "animals/train.parquet": next(iter(small.values())),
+                              "traffic/train.parquet": next(iter(large.values()))}, repo_type="dataset")  # fmt: skip
+    animals = create_source("hf", "org/sounds", config="animals")
+    assert animals.label_names() == ["bird", "cat", "dog"] and len(animals.items()) == 3
+    traffic = create_source("hf", "org/sounds", config="traffic")
+    assert traffic.label_names() == ["car", "horn", "siren"] and len(traffic.items()) == 5
+    assert traffic.provenance()["hf_dataset"]["config"] == "traffic"
+    with pytest.raises(DatasetLayoutError, match="could not load Hub dataset 'org/sounds'.*weather"):
+        create_source("hf", "org/sounds", config="weather").items()
