@@ -63,6 +63,7 @@ class LocalHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.validated: list[str] = []  # model cards checked by /api/validate-yaml
+        self.token: str | None = None  # when set, writes need "Authorization: Bearer <token>"
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -208,6 +209,10 @@ def _handler_for(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             self._route("HEAD")
 
         def do_POST(self) -> None:
+            if hub.token is not None and self.headers.get("Authorization") != f"Bearer {hub.token}":
+                self._body()
+                self._error(401, None, "Invalid credentials in Authorization header")
+                return
             self._route("POST")
 
         # -- endpoints --------------------------------------------------------------------

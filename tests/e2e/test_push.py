@@ -99,3 +99,13 @@ def test_the_card_names_the_hub_dataset_the_run_was_trained_on(hub, run_dir, tmp
     card = (tmp_path / "out" / "README.md").read_text()
     assert yaml.safe_load(card.split("---\n")[1])["datasets"] == ["org/pets"]
     assert "On the test split of org/pets." in card and "- dataset: org/pets" in card
+
+
+def test_push_sends_the_token_and_says_how_to_log_in_without_one(hub, run_dir, monkeypatch, capsys):
+    hub.token = "hf_test_token"
+    assert main(["push", str(run_dir), "me/locked"]) == 2
+    assert "set HF_TOKEN" in " ".join(capsys.readouterr().err.split())
+    assert ("model", "me/locked") not in hub.repos
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    assert main(["push", str(run_dir), "me/locked"]) == 0
+    assert "model.safetensors" in hub.files("me/locked")

@@ -503,6 +503,8 @@ def push_to_hub(
                 commit_message=commit_message or f"Upload {folder.name} with audioclf",
             )  # fmt: skip
         except HfHubHTTPError as err:
-            raise HubError(f"push to {repo_id!r} failed: {err}") from err
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            hint = " (log in with `hf auth login` or set HF_TOKEN to a token that may write there)" if status in (401, 403) else ""
+            raise HubError(f"push to {repo_id!r} failed{hint}: {err}") from err
     log.info("pushed %s to %s (%s)", source, repo_id, info.commit_url)
     return str(info.commit_url)
