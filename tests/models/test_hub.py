@@ -393,3 +393,12 @@ def test_an_unreachable_hub_falls_back_to_the_cache_and_says_so(hub, tmp_path, m
     assert hub_download("hf:org/lite") == cached
     with pytest.raises(FileNotFoundError, match=r"hf:org/other: Hub repository 'org/other'.*the Hub could not be reached"):
         hub_download("hf:org/other")
+
+
+def test_a_transformers_model_saved_in_audioclf_format_keeps_its_outputs_and_names(tmp_path, wave):
+    tiny_ast_dir(tmp_path / "ast", problem_type="multi_label_classification")
+    model, info = load_model_dir(tmp_path / "ast")
+    again, again_info = load_model_dir(save_pretrained(model, info, tmp_path / "audioclf"))
+    assert torch.equal(logits(again, wave), logits(model, wave))
+    assert again_info["label_names"] == info["label_names"] and again_info["task"] == "multi_label"
+    assert "recipe: not recorded" in (tmp_path / "audioclf" / "README.md").read_text()
