@@ -144,9 +144,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for text in args.option:
         key, value = parse_override(text)
         options[".".join(key)] = value
+    if args.path and args.root:
+        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+    args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
         dest = Path(args.out)
+    elif getattr(source, "hub_id", None):  # a Hub dataset: in the working directory
+        dest = Path(source.store_name())
     else:  # beside the data: in ROOT, or beside ROOT when it is a manifest file
         root = Path(args.root or ".")
         dest = (root.parent if root.is_file() else root) / source.store_name()
@@ -168,6 +173,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 @command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
+    p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
+                   help="the dataset's directory (the same as --root); for hf also a Hub dataset id, e.g. danavery/urbansound8K")
     p.add_argument("--root", help="dataset directory (downloads go here)")
     p.add_argument("--out", help="store path (default: the dataset's store name, e.g. esc50.h5, in ROOT)")
     p.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the dataset's own)")
@@ -546,6 +553,86 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request-timeout", type=float, default=60.0,
                    help="seconds a client has to send its request headers and body, then 408 / closed (default 60)")
     p.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503 (default 64)")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.reporting.runs import locate_run
+
+    check_repo_id(args.repo_id)  # before any conversion
+    source = Path(args.source)
+    if is_hub_dir(source):  # written earlier with --dir: upload it as it is
+        if args.dir:
+            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+        url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
+        out.print(f"pushed {source} to {args.repo_id}: {url}")
+        return 0
+    files = locate_run(source)
+    if files.checkpoint is None:
+        raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
+    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
+    if args.dataset:
+        card["datasets"] = args.dataset
+    if args.dir:
+        folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
+        out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
+                  f"upload it with: audioclf push {folder} {args.repo_id}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="audioclf-push-") as tmp:
+        folder = save_bundle_pretrained(files.checkpoint, Path(tmp) / "model", metrics=metrics, card=card)
+        url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
+    out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
+    return 0
+
+
+def _store_card(files: Any) -> dict[str, Any]:
+    """What the run's store says about its data, for the model card: the dataset's name and,
+    for a Hub dataset, its id (nothing when the run's config or store is not at hand)."""
+    import yaml
+
+    from audioclf.data.store import Store
+
+    config = yaml.safe_load(files.config.read_text()) if files.config else None
+    store = ((config or {}).get("data") or {}).get("store")
+    if not store or not Path(store).exists():
+        return {}
+    try:
+        header = Store(store).header
+    except Exception as err:  # noqa: BLE001 - the card is made without it
+        logging.getLogger("audioclf").info("store %s not read for the model card (%s)", store, err)
+        return {}
+    hub_id = (header.provenance.get("hf_dataset") or {}).get("hub_id")
+    # the catalog's own datasets have telling names; "hf", "folder" say less than the file
+    name = hub_id or (header.dataset if header.dataset not in ("hf", "folder", "custom") else Path(store).stem)
+    return {"dataset": name, **({"datasets": [hub_id]} if hub_id else {})}
+
+
+@command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Write a run's best checkpoint (or any audioclf checkpoint) as model.safetensors, config.json and a "
+        "model card README.md (metrics, dataset, recipe, usage), then upload it to the Hub repository ORG/NAME "
+        "(created if missing). With --dir the directory is only written locally (save_pretrained); push that "
+        "directory later by naming it instead of the run. Log in first with `hf auth login` (or set HF_TOKEN)."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101 my-org/esc50-cnn14 --private\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101/checkpoints/best.ckpt my-org/esc50-cnn14 --dir esc50-cnn14\n"
+        "  audioclf push esc50-cnn14 my-org/esc50-cnn14 --revision v1"
+    )
+    p.add_argument("source", help="run directory, audioclf checkpoint, or a directory written with --dir")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository to upload to (named in the card's usage snippet)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to upload to (created from main when missing; default: main)")
+    p.add_argument("--dir", metavar="OUT", help="only write the Hub-format directory OUT; upload nothing")
+    p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="Hub dataset id the model was trained on, for the card (repeatable)")
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -60,6 +60,15 @@ class Classifier:
         model, info = load_bundle_model(path, device)
         return cls(model, info, device)
 
+    def save_pretrained(
+        self, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
+    ) -> Path:
+        """Write this classifier in audioclf's Hub format (``model.safetensors``, ``config.json``,
+        model card ``README.md``) to ``directory``; see :func:`audioclf.models.hub.save_pretrained`."""
+        from audioclf.models.hub import save_pretrained
+
+        return save_pretrained(self.model, self.info, directory, metrics=metrics, card=card)
+
     # -- scores -----------------------------------------------------------------------
     def _to_probs(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.sigmoid() if self.multi_label else logits.softmax(-1)
