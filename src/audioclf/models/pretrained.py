@@ -560,6 +560,9 @@ def resolve_model(
         net, info = _load_local(fetch_pretrained(text, offline=offline), model or entry.architecture, device)
         info["source"] = text
         return net, info
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin", ".safetensors") or os.sep in text:
+        raise FileNotFoundError(f"checkpoint not found: {path} (a model source is a file, a directory, a catalog "
+                                f"name ({', '.join(_CATALOG)}) or hf:ORG/REPO[@REV])")
     raise FileNotFoundError(
         f"model source {text!r}: no such file or directory, and not a catalog name "
         f"({', '.join(_CATALOG)}) or a Hub id (hf:ORG/REPO[@REV])"
