@@ -386,3 +386,18 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("AUDIOCLF_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert pretrained_mod.cache_dir() == tmp_path / "xdg" / "audioclf"
+
+
+def test_predict_with_a_published_file_imports_no_training_code(cnn6_file, tmp_path):
+    import subprocess
+    import sys
+
+    clip = _wav(tmp_path / "clip.wav", 1.0, 32000)
+    code = (
+        "import sys\nfrom audioclf.cli import main\n"
+        f"assert main(['predict', {str(cnn6_file[1])!r}, {str(clip)!r}, '--top-k', '1']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchmetrics', 'transformers')"
+        " or m.startswith('audioclf.training')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
