@@ -345,6 +345,11 @@ def test_catalog_download_is_verified_then_cached_for_offline_use(served_entry, 
     n = len(server.requests)
     second = _predict_json(capsys, entry.name, str(clip), "--top-k", "3", "--offline")
     assert second == first and len(server.requests) == n  # the cache only
+    # a cached file that changed after it was verified is checked again, and refused
+    with cached.open("ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match="md5"):
+        resolve_model(entry.name, offline=True)
 
 
 def test_offline_with_an_empty_cache_names_what_is_missing(served_entry, tmp_path, capsys, monkeypatch):

@@ -29,6 +29,7 @@ Published files are read with ``torch.load(weights_only=True)`` (through
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -189,10 +190,34 @@ def fetch_pretrained(name: str, *, offline: bool = False) -> Path:
             f"{name}: offline and not in the cache: {dest} is missing (run once online, or download "
             f"{entry.source} to that path by hand)"
         )
+    if _verified(dest, entry):
+        return dest
     from audioclf.data.download import download
 
     log.info("%s: %s", name, "verifying the cached file" if dest.exists() else f"downloading {entry.source}")
-    return download(entry.source, dest, checksum=entry.checksum)
+    download(entry.source, dest, checksum=entry.checksum)
+    _stamp(dest, entry)
+    return dest
+
+
+def _stamp_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".verified.json")
+
+
+def _stamp(dest: Path, entry: PretrainedEntry) -> None:
+    """Remember that ``dest`` (as it is now: size, mtime) passed verification, so later uses
+    need not hash hundreds of megabytes again."""
+    st = dest.stat()
+    _stamp_path(dest).write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "checksum": entry.checksum}))
+
+
+def _verified(dest: Path, entry: PretrainedEntry) -> bool:
+    try:
+        stamp = json.loads(_stamp_path(dest).read_text())
+        st = dest.stat()
+    except (OSError, ValueError):
+        return False
+    return stamp == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "checksum": entry.checksum}
 
 
 # --- recognising a published file -----------------------------------------------------------
@@ -320,12 +345,12 @@ def _recognise_eat(obj: Any, path: Path) -> Recognised | None:
     factors = [int(state[k].shape[2]) - 1 for k in sorted(
         (k for k in state if re.fullmatch(r"down\.\d+\.down\.1\.weight", k)), key=lambda k: int(k.split(".")[1]))]
     num_classes = int(state["tf.fc.weight"].shape[0])
-    # sizes of the paper's Table 1; the head count is not in the weights
-    variants = {(16, 128): ("eat_s", 8), (32, 256): ("eat_m", 16)}
+    # sizes of the paper's Table 1 (the head count, not in the weights, comes with the variant)
+    variants = {(16, 128): "eat_s", (32, 256): "eat_m"}
     if (nf, embed_dim) not in variants:
         raise ValueError(f"{path}: an EAT checkpoint with nf={nf}, embed_dim={embed_dim}: not EAT-S (16, 128) "
                          "or EAT-M (32, 256); name the model with --model and its settings in a recipe")
-    arch, nhead = variants[(nf, embed_dim)]
+    arch = variants[(nf, embed_dim)]
     stride = math.prod(factors) * 4
     # 16 kHz Speech Commands models downsample by 4 4 4; the 22.05 kHz ones by 4 4 4 4
     sample_rate = 16000 if len(factors) == 3 else 22050
@@ -334,9 +359,9 @@ def _recognise_eat(obj: Any, path: Path) -> Recognised | None:
         settings["n_layers"] = n_layers
     if ffn != {"eat_s": 512, "eat_m": 2048}[arch]:
         settings["dim_feedforward"] = ffn
-    del nhead  # fixed by the variant
-    log.info("%s: EAT checkpoints carry no label names; outputs are named class_0 .. class_%d", path, num_classes - 1)
     labels = _audioset_or_none(num_classes)
+    if labels is None:
+        log.info("%s: EAT checkpoints carry no label names; outputs are named class_0 .. class_%d", path, num_classes - 1)
     task = "multi_label" if labels is not None else "single_label"
     return Recognised("eat", arch, settings, num_classes, obj, labels, task)
 
