@@ -157,6 +157,21 @@ def test_beats_fine_tuned_outputs_are_named_through_label_dict(tmp_path, capsys)
     assert info["model"] == "beats_iter3_plus" and info["model_settings"]["encoder_layers"] == 2
 
 
+def test_beats_published_file_route_matches_the_golden_logits(tmp_path):
+    """The full-size iter3+ fine-tuned layout, recognised from its cfg, with its label_dict."""
+    from audioclf.models.labels import audioset_mids
+
+    golden = load_golden("beats_iter3_plus")
+    path = tmp_path / "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"
+    label_dict = dict(enumerate(audioset_mids()))
+    torch.save({"cfg": golden["config"], "model": rule_state_dict(golden), "label_dict": label_dict}, path)
+    model, info = resolve_model(path)
+    assert info["model"] == "beats_iter3_plus" and info["model_settings"] == {} and info["num_classes"] == 527
+    with torch.no_grad():
+        logits = model.forward_head(model.forward_features(golden["fbank_normalized"]))
+    torch.testing.assert_close(logits, golden["logits"], rtol=0, atol=1e-3)
+
+
 def test_beats_pretrained_only_file_embeds_but_does_not_predict(tmp_path, capsys):
     state = {k: v for k, v in _small_beats_state().items() if not k.startswith("predictor.")}
     cfg = {**_beats_cfg(), "finetuned_model": False}
