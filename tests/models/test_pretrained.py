@@ -241,7 +241,7 @@ def test_espnet_checkpoint_maps_onto_beats(tmp_path, capsys):
         "encoder: beats\n"
         "decoder_conf:\n  pooling: mean\n"
         "model_conf:\n  classification_type: multi-label\n"
-        "token_list:\n" + "".join(f"- {t.replace(' ', '_')}\n" for t in tokens)
+        "token_list:\n" + "".join(f"- {t.replace(' ', '_')}\n" for t in tokens) + "- <blank>\n"
     )
     net, info = resolve_model(ckpt)
     assert info["label_names"] == ["Music", "Dog", "Speech"] and info["task"] == "multi_label"

@@ -400,11 +400,15 @@ def _recognise_espnet(obj: Any, path: Path) -> Recognised | None:
         pooling = (config.get("decoder_conf") or {}).get("pooling", "mean")
         if pooling != "mean":
             raise ValueError(f"{path}: ESPnet decoder pooling {pooling!r}; audioclf's BEATs head averages (mean)")
-        tokens = config.get("token_list")
-        if isinstance(tokens, list) and len(tokens) >= num_classes:
+        # ESPnet token lists may carry special symbols (<blank>, <unk>, ...) besides the classes
+        tokens = [str(t) for t in config.get("token_list") or [] if not re.fullmatch(r"<[^>]*>", str(t))]
+        if len(tokens) == num_classes:
             from audioclf.models.labels import names_from_tokens
 
-            labels = names_from_tokens([str(t) for t in tokens[:num_classes]])
+            labels = names_from_tokens(tokens)
+        else:
+            log.warning("%s: config.yaml lists %d class tokens for %d outputs; outputs are named class_0 ...",
+                        path, len(tokens), num_classes)
         if (config.get("model_conf") or {}).get("classification_type") == "multi-class":
             task = "single_label"
     else:
