@@ -219,7 +219,9 @@ def _pretrained_table(args: argparse.Namespace) -> int:
         e = get_pretrained(name)
         if args.filter and args.filter not in name:
             continue
-        rows.append((e.name, e.architecture, e.source, e.checksum_text(), e.licence, e.metric, e.paper))
+        # the table shows URLs without their query string (BEATs' carries a long access signature)
+        source = e.source if args.json else e.source.split("?", 1)[0]
+        rows.append((e.name, e.architecture, source, e.checksum_text(), e.licence, e.metric, e.paper))
     if args.json:
         out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows]))
         return 0
@@ -590,7 +592,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
                      "them with the file or clip name and label columns.")
     p.epilog = ("examples:\n"
                 "  audioclf embed panns-cnn14 dog.wav rain.flac --out emb.npy      # + emb.csv (index,name,label)\n"
-                "  audioclf embed runs/esc50-*/checkpoints/best.ckpt esc50.h5 --split test --out test.parquet\n"
+                "  audioclf embed runs/esc50-*/checkpoints/best.ckpt esc50.h5 --fold 5 --out fold5.parquet\n"
                 "  audioclf embed Cnn14_mAP=0.431.pth clips/*.wav --model cnn14 --out emb.npz")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("model_source", metavar="MODEL", help=MODEL_SOURCE_HELP)
