@@ -85,6 +85,19 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return table
 
 
+MODEL_SOURCE_HELP = ("model source: an audioclf checkpoint, a published checkpoint file (PANNs .pth, BEATs .pt, "
+                     "EAT best_model.pt/chkpnt.pt, ESPnet BEATs), a catalog name (see `audioclf models --pretrained`), "
+                     "a Hugging Face model directory or hf:ORG/REPO[@REV]")
+
+
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--offline``, shared by every verb that takes a model source."""
+    p.add_argument("--model", metavar="NAME", help="architecture of a published file when it is not recognised "
+                   "(a registered name, see `audioclf models`)")
+    p.add_argument("--offline", action="store_true", help="use only the download caches (as HF_HUB_OFFLINE=1); "
+                   "a missing file is named")
+
+
 def _setup_logging(verbose: int, trains: bool = False) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
@@ -205,8 +218,36 @@ def _datasets_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _pretrained_table(args: argparse.Namespace) -> int:
+    """``audioclf models --pretrained``: the published-weights catalog."""
+    from audioclf.models.pretrained import get_pretrained, list_pretrained
+
+    cols = ("name", "architecture", "source", "checksum", "licence", "published metric", "paper")
+    rows = []
+    for name in list_pretrained():
+        e = get_pretrained(name)
+        if args.filter and args.filter not in name:
+            continue
+        # the table shows URLs without their query string (BEATs' carries a long access signature)
+        source = e.source if args.json else e.source.split("?", 1)[0]
+        rows.append((e.name, e.architecture, source, e.checksum_text(), e.licence, e.metric, e.paper))
+    if args.json:
+        out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows]))
+        return 0
+    table = Table(title="published weights (audioclf predict NAME clip.wav)")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from audioclf.models import create_model, get_model_info, list_models
+
+    if args.pretrained:
+        return _pretrained_table(args)
 
     table = Table(title="models")
     for col in ("name", "family", "params", "sample rate", "clip", "description"):
@@ -240,6 +281,8 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=527, help="class count used to count parameters (default 527)")
     p.add_argument("--no-params", action="store_true", help="do not build the models to count parameters")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pretrained", action="store_true", help="list the published-weights catalog instead: name, "
+                   "architecture, source, checksum, licence, published metric")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -382,7 +425,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from audioclf.inference import Classifier
 
-    clf = Classifier.from_checkpoint(args.checkpoint)
+    clf = Classifier.from_pretrained(args.checkpoint, model=args.model, offline=args.offline)
     if args.timeline:
         return _predict_timeline(clf, args)
     if args.out or args.window or args.hop:
@@ -400,10 +443,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "label audio files with a trained checkpoint", cmd_predict)
+@command("predict", "label audio files with a trained checkpoint or published weights", cmd_predict)
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     p.add_argument("files", nargs="+")
+    add_model_source_args(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON only")
     t = p.add_argument_group("timeline (long audio: sliding windows, frame-wise scores, events)")
@@ -423,7 +467,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         res = export_checkpoint(
             args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
-            verify=not args.no_verify,
+            verify=not args.no_verify, model=args.model, offline=args.offline,
         )
     except ImportError as err:  # onnx / onnxruntime missing: the message says what to install
         raise ValueError(str(err)) from err
@@ -438,7 +482,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx or .pt)")
     p.add_argument("--frontend", choices=("inside", "separate"), default="inside",
@@ -494,7 +539,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
-        fold=args.fold, rows=args.rows, title=args.title,
+        fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline,
     )
     out.print(f"report written to {path}")
     if args.plots:
@@ -504,7 +549,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command("report", "write a self-contained HTML report of a run (and of an audio file, with a playhead)", cmd_report)
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="run directory or checkpoint")
+    p.add_argument("target", help="run directory or checkpoint (or any model source: a published file, a catalog "
+                   "name, hf:ORG/REPO)")
+    add_model_source_args(p)
     p.add_argument("audio", nargs="?", help="audio file to show with its spectrogram, playhead and prediction timeline")
     p.add_argument("--out", help="HTML file (default: <run>/report.html)")
     p.add_argument("--store", help="evaluate the checkpoint on this store for per-class figures "
@@ -531,13 +578,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
     serve(args.checkpoint, args.host, args.port, settings, device=args.device,
-          log_level="debug" if args.verbose > 1 else "info")
+          log_level="debug" if args.verbose > 1 else "info", model=args.model, offline=args.offline)
     return 0
 
 
 @command("serve", "serve a checkpoint over HTTP (POST /predict, POST /timeline, a player page at /)", cmd_serve)
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted file, MiB (default 25)")
@@ -633,6 +681,55 @@ def _push_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
     p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
                    help="Hub dataset id the model was trained on, for the card (repeatable)")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from audioclf.inference import Classifier
+    from audioclf.inference.embed import (
+        EMBEDDING_FORMATS,
+        embed_files,
+        embed_store,
+        write_embeddings,
+    )
+
+    if Path(args.out).suffix.lower() not in EMBEDDING_FORMATS:
+        raise ValueError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
+    clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device)
+    store = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in (".h5", ".hdf5") or (
+        len(args.inputs) == 1 and Path(args.inputs[0]).is_dir())
+    if (args.split or args.fold is not None) and not store:
+        raise ValueError("--split and --fold select clips of a store; give one store (.h5 or a shard directory)")
+    with progress_bar() as prog:
+        if store:
+            emb = embed_store(clf, args.inputs[0], split=args.split, fold=args.fold, batch_size=args.batch_size,
+                              progress=prog)
+        else:
+            emb = embed_files(clf, args.inputs, batch_size=args.batch_size, progress=prog)
+    for path in write_embeddings(emb, args.out):
+        out.print(f"written: {path}")
+    out.print(f"{len(emb)} embeddings of dimension {emb.embeddings.shape[1]} ({clf.info['model']})")
+    return 0
+
+
+@command("embed", "write one clip embedding per audio file or store clip (.npy, .npz or .parquet)", cmd_embed)
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    p.description = ("Compute each clip's embedding (the model's documented one: PANNs fc1, EAT class token, "
+                     "BEATs/AST pooled encoder output) for audio files or the clips of a packed store, and write "
+                     "them with the file or clip name and label columns.")
+    p.epilog = ("examples:\n"
+                "  audioclf embed panns-cnn14 dog.wav rain.flac --out emb.npy      # + emb.csv (index,name,label)\n"
+                "  audioclf embed runs/esc50-*/checkpoints/best.ckpt esc50.h5 --fold 5 --out fold5.parquet\n"
+                "  audioclf embed Cnn14_mAP=0.431.pth clips/*.wav --model cnn14 --out emb.npz")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("model_source", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_STORE", help="audio files, or one packed store (.h5 or a "
+                   "shard directory)")
+    p.add_argument("--out", required=True, help="output: .npy (with a .csv sidecar), .npz or .parquet")
+    p.add_argument("--split", help="store split to embed (default: every clip)")
+    p.add_argument("--fold", type=int, help="store fold to embed instead of a split")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_model_source_args(p)
 
 
 # --- entry point --------------------------------------------------------------------------
