@@ -234,13 +234,16 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
+    from audioclf.training.defaults import load_train_config
     from audioclf.training.trainer import train
 
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *overrides]  # `audioclf train key=value ...`
-    config = load_config(recipe, overrides)
+    # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
+    config, choice = load_train_config(recipe, overrides, announce=False)
+    for line in choice.lines() if choice else ():
+        console.print(line, highlight=False, markup=False)
     res = train(config)
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
@@ -252,7 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True)
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML recipe (omit to start from the defaults)")
+    p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
+                   "what the store is; recipe=none for bare training)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
 
 
@@ -274,10 +278,10 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
     from audioclf.training.cv import cross_validate
+    from audioclf.training.defaults import load_train_config
 
-    config = load_config(args.config, args.overrides)
+    config, _ = load_train_config(args.config, args.overrides)
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
