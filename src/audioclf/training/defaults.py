@@ -153,7 +153,7 @@ class RecipeChoice:
 
     def lines(self) -> list[str]:
         """What to tell the user: the recipe, why, and how to turn each part off."""
-        out = [f"default recipe: {self.name} ({self.reason}); from {defaults_dir() / (self.name + '.yaml')}"]
+        out = [f"default recipe: {self.name}, for {self.reason}", f"  from {defaults_dir() / (self.name + '.yaml')}"]
         for key, value in self.filled.items():
             out.append(f"  {key}={value} fitted to the store")
         for name, off in self.ingredients():
@@ -196,16 +196,22 @@ def _has(raw: dict[str, Any], dotted: str) -> bool:
 def _store_fits(facts: StoreFacts, user: dict[str, Any]) -> dict[str, Any]:
     """Settings fitted to the store where the user set none: the crop length (the store's
     median clip, at most MAX_DEFAULT_CLIP_SECONDS) and, for the default model, its rate."""
+    from audioclf.models import get_model_info
+
     fits: dict[str, Any] = {}
-    if not _has(user, "data.clip_seconds") and facts.median_seconds > 0:
-        fits["data.clip_seconds"] = round(min(facts.median_seconds, MAX_DEFAULT_CLIP_SECONDS), 2)
     default_model = ModelConfig().name
     user_model = user.get("model") if isinstance(user.get("model"), dict) else {}
-    if user_model.get("name", default_model) == default_model and not _has(user, "model.settings.sample_rate"):
-        from audioclf.models import get_model_info
-
-        if int(get_model_info(default_model).sample_rate) != facts.sample_rate:
-            fits["model.settings.sample_rate"] = facts.sample_rate
+    model_name = user_model.get("name", default_model)
+    try:
+        info = get_model_info(model_name)
+    except (KeyError, ValueError):
+        info = None  # an unknown model is reported when the config is used
+    clip = round(min(facts.median_seconds, MAX_DEFAULT_CLIP_SECONDS), 2)
+    if not _has(user, "data.clip_seconds") and clip > 0 and (info is None or info.clip_seconds != clip):
+        fits["data.clip_seconds"] = clip
+    if (model_name == default_model and info is not None and not _has(user, "model.settings.sample_rate")
+            and int(info.sample_rate) != facts.sample_rate):
+        fits["model.settings.sample_rate"] = facts.sample_rate
     return fits
 
 
@@ -224,7 +230,7 @@ def resolve_recipe(user: dict[str, Any], default: str = "none") -> tuple[dict[st
         if facts is None:  # nothing to look at; training then asks for data.store
             return {**user, "recipe": "none"}, None
         kind = choose_store_kind(facts)
-        reason = f"the store holds {kind.description}; median clip {facts.median_seconds:.2f} s"
+        reason = f"{kind.description}; this store's median clip: {facts.median_seconds:.2f} s"
     elif spec in _KINDS:
         kind = _KINDS[spec]
         reason = "named in the config"

@@ -286,7 +286,10 @@ def tune(
     """Run (or continue) the search of ``recipe``'s ``tune:`` section until ``trials``
     trials have finished (completed or pruned). ``resume``: a tune directory to continue
     with its own ``recipe.yaml``. ``progress(row)`` is called after each trial."""
-    import optuna
+    try:
+        import optuna
+    except ImportError as err:
+        raise ValueError("audioclf tune needs Optuna: pip install 'audioclf[tune]' (or pip install optuna)") from err
 
     if trials < 1:
         raise ValueError(f"--trials must be at least 1, got {trials}")
