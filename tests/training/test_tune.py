@@ -208,3 +208,24 @@ def test_recipe_without_tune_section(tmp_path: Path) -> None:
     recipe.write_text(f"data:\n  store: {store}\n")
     with pytest.raises(ConfigError, match="no tune: section"):
         tune(recipe, 1)
+
+
+def test_pruner_stops_a_trial_after_its_first_epoch_report(tmp_path: Path) -> None:
+    import optuna
+
+    from audioclf.training.tune import score_trial
+
+    store = make_store(tmp_path / "s.h5", classes=3, seconds=0.5, clips_per_class=6)
+    config = load_config(None, [f"data.store={store}", "trainer.max_epochs=4", "trainer.progress_bar=false",
+                                "model.settings={channels: [4, 8]}", "data.batch_size=4"])
+    # accuracy never reaches 2: this pruner stops every trial at its first report
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        score_trial(config, trial, tmp_path / "trial")
+    assert list(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0]  # epoch 0 only
+    # the same run without pruning reports every epoch
+    trial = study.ask()
+    score = score_trial(config, trial, tmp_path / "trial2", prune=False)
+    assert list(trial.storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2, 3]
+    assert 0.0 <= score <= 1.0

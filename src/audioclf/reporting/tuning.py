@@ -45,6 +45,7 @@ def plot_trials(doc: dict[str, Any]) -> Any:
     if line:
         ax.step(*zip(*line, strict=True), where="post", color="0.3", linewidth=1, label="best so far")
     ax.set_xlabel("trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(doc.get("metric", "score"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
