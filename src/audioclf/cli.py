@@ -286,13 +286,16 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
+    from audioclf.training.defaults import load_train_config
     from audioclf.training.trainer import train
 
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *overrides]  # `audioclf train key=value ...`
-    config = load_config(recipe, overrides)
+    # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
+    config, choice = load_train_config(recipe, overrides, announce=False)
+    for line in choice.lines() if choice else ():
+        console.print(line, highlight=False, markup=False)
     res = train(config)
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
@@ -304,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True)
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML recipe (omit to start from the defaults)")
+    p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
+                   "what the store is; recipe=none for bare training)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
 
 
@@ -326,10 +330,10 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
     from audioclf.training.cv import cross_validate
+    from audioclf.training.defaults import load_train_config
 
-    config = load_config(args.config, args.overrides)
+    config, _ = load_train_config(args.config, args.overrides)
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
@@ -350,6 +354,81 @@ def _cv_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3")
     p.add_argument("--folds", type=int, nargs="+", help="test folds to run (default: all the store's folds)")
     p.add_argument("--cv-dir", help="complete an earlier CV directory (finished folds are kept)")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from audioclf.training.tune import tune
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if args.resume and recipe is not None and "=" in recipe and not Path(recipe).exists():
+        recipe, overrides = None, [recipe, *overrides]
+
+    def shown(v: Any) -> str:  # searched floats with 4 significant digits
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    def progress(row: dict[str, Any]) -> None:
+        value = "–" if row["value"] is None else f"{row['value']:.4f}"
+        params = ", ".join(f"{k}={shown(v)}" for k, v in row["params"].items())
+        console.print(f"trial {row['number']}: {row['state']} {value}  {params}", highlight=False, markup=False)
+
+    res = tune(
+        recipe, args.trials, overrides, name=args.name, resume=args.resume, protocol=args.protocol,
+        cv_folds=args.cv_folds, prune=not args.no_prune, seed=args.seed, timeout=args.timeout, progress=progress,
+    )
+    keys = sorted({k for r in res.trials for k in r["params"]})
+    table = Table(title=f"{len(res.trials)} trial(s), scored by {res.metric} on validation data (never the test data)")
+    for col in ("trial", "state", res.metric, *keys):
+        table.add_column(col, justify="right" if col not in ("state",) else "left")
+    for r in res.trials:
+        table.add_row(str(r["number"]), r["state"], "–" if r["value"] is None else f"{r['value']:.4f}",
+                      *(shown(r["params"].get(k, "")) for k in keys))
+    out.print(table)
+    if res.best_recipe is not None:
+        out.print(f"best: {res.metric} {res.best_value:.4f} with "
+                  f"{', '.join(f'{k}={shown(v)}' for k, v in res.best_params.items())}")
+        out.print(f"best recipe: {res.best_recipe}  (train it: audioclf train {res.best_recipe})")
+    out.print(f"tune directory: {res.tune_dir}\nreport: {res.report}")
+    return 0
+
+
+@command("tune", "search hyperparameters of a recipe's tune: section with Optuna (scored on validation data)",
+         cmd_tune, trains=True)
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Search the settings a recipe lists under `tune:` with Optuna: dotted config keys, each a range\n"
+        "{low, high[, log, step]} or {choices: [...]}. Each trial trains the recipe with its values and is\n"
+        "scored on validation data only (never the test split or fold); the median pruner stops trials\n"
+        "that trail the others. The search lives in <output_dir>/<name>-tune/ (SQLite study, one run per\n"
+        "trial, trials.csv, report.html) and continues when run again; best.yaml there is the best config\n"
+        "as a recipe for `audioclf train`."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf tune my_recipe.yaml --trials 20\n"
+        "  audioclf tune my_kfold_recipe.yaml --trials 30 --protocol cv --cv-folds 3 trainer.max_epochs=5\n"
+        "  audioclf tune --resume runs/my-tune --trials 40        # continue: finished trials are kept\n"
+        "\n"
+        "recipe section:\n"
+        "  tune:\n"
+        "    optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+        "    data.augment.pitch_shift.p: {choices: [0.0, 0.5]}\n"
+        "    optim.scheduler: {choices: [cosine, plateau]}\n"
+    )
+    p.add_argument("recipe", nargs="?", help="YAML recipe with a tune: section (omit it with --resume)")
+    p.add_argument("overrides", nargs="*", help="key.path=value applied to the recipe before the search, "
+                   "e.g. trainer.max_epochs=5")
+    p.add_argument("--trials", type=int, default=20, help="finished trials (completed or pruned) to reach, "
+                   "counting those of an earlier run of the same search (default 20)")
+    p.add_argument("--name", help="search name: its directory is <output_dir>/<name>-tune (default: the recipe's name)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the search in this tune directory, with its own recipe.yaml")
+    p.add_argument("--protocol", choices=("val", "cv"), default="val",
+                   help="val: best validation figure of one run per trial (default); cv: for a k-fold recipe, the "
+                   "mean over runs that validate on each other fold (the test fold is never used)")
+    p.add_argument("--cv-folds", type=int, help="with --protocol cv: use only the first N validation folds")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to the end (no median pruner)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the recipe's seed)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -124,6 +124,11 @@ class TrainerConfig(_Section):
 
 class Config(_Section):
     name: str = "run"
+    recipe: str = Field(
+        "none",
+        description="default recipe the config is laid on: none (bare training), auto (chosen by what the "
+        "store is) or a name in configs/defaults/; `audioclf train` with no recipe file uses auto",
+    )
     seed: int = 0
     output_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
