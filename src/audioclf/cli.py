@@ -543,6 +543,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from audioclf.inference.export import export_checkpoint
 
+    _check_quantize_args(args)
     try:
         res = export_checkpoint(
             args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
@@ -556,11 +557,31 @@ def cmd_export(args: argparse.Namespace) -> int:
         out.print(f"parity with PyTorch on synthetic audio: max |diff| {res.max_abs_diff:.2g}")
     if res.frontend_path is not None:
         out.print(f"run {res.frontend_path.name} on the waveform first and feed its output to {res.model_path.name}")
+    if args.quantize == "int8":
+        from audioclf.inference.onnx_runtime import quantize_export
+
+        path, fig = quantize_export(res.model_path, args.calibration, clips=args.calibration_clips)
+        out.print(f"written: {path} (int8, static, calibrated on {args.calibration_clips} clips of {args.calibration})")
+        overlap = next(k for k in fig if k.endswith("_overlap"))
+        out.print(f"int8 vs float on {fig['clips']} clips of the store: top-1 agreement {fig['top1_agreement']:.3f}, "
+                  f"{overlap.replace('_', ' ')} {fig[overlap]:.3f}")
     return 0
+
+
+def _check_quantize_args(args: argparse.Namespace) -> None:
+    if args.quantize and (args.format != "onnx" or args.frontend != "inside"):
+        raise ValueError("--quantize int8 needs --format onnx with --frontend inside")
+    if args.quantize and not args.calibration:
+        raise ValueError("--quantize int8 needs --calibration STORE (the training store, for activation ranges)")
 
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
 def _export_args(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("examples:\n"
+                "  audioclf export runs/esc50-*/checkpoints/best.ckpt --out esc50.onnx\n"
+                "  audioclf export best.ckpt --out m.onnx --quantize int8 --calibration data/esc50.h5   # + m.int8.onnx\n"
+                "  audioclf export best.ckpt --format torchscript --out m.pt")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     add_model_source_args(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
@@ -570,6 +591,9 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    "mapping waveform -> features, and the main file takes features")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--no-verify", action="store_true", help="skip running the exported file against PyTorch")
+    p.add_argument("--quantize", choices=("int8",), help="also write <out>.int8.onnx: static int8, calibrated on --calibration")
+    p.add_argument("--calibration", metavar="STORE", help="store whose training clips calibrate --quantize int8")
+    p.add_argument("--calibration-clips", type=int, default=64, help="clips used for calibration (default 64)")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -809,6 +833,59 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     add_model_source_args(p)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import datetime
+
+    from audioclf.benchmark import machine, run_benchmark
+    from audioclf.models import list_models
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {', '.join(unknown)}; see `audioclf models`")
+    workers = [int(w) for w in args.read_workers.split(",")]
+    figures = run_benchmark(models, clips=args.clips, epochs=args.epochs, batches=args.batches,
+                            full_epochs=args.full_epochs, read_workers=workers, repeats=args.repeats)
+    if args.reference:
+        from audioclf.benchmark import bench_reference_panns
+
+        bench_reference_panns(args.reference, figures)
+    title = f"`audioclf benchmark --models {','.join(models)}` ({datetime.date.today()}, {machine()})"
+    table = figures.markdown(title)
+    out.print(table)
+    if args.append:
+        path = Path(args.append)
+        with path.open("a") as f:
+            f.write("\n" + table)
+        out.print(f"appended to {path}")
+    return 0
+
+
+@command("benchmark", "measure prepare, store reads, training and inference speed on this machine", cmd_benchmark,
+         trains=True)
+def _benchmark_args(p: argparse.ArgumentParser) -> None:
+    p.description = ("Measure, for the chosen models: prepare speed (generated folder dataset -> store), store read "
+                     "clips/s by worker count, training clips/s of audioclf's loop and of a bare PyTorch loop over the "
+                     "same model and batches (and their ratio), and one-clip inference latency and real-time factor "
+                     "with PyTorch, ONNX Runtime and static int8. Prints a Markdown table.")
+    p.epilog = ("examples:\n"
+                "  audioclf benchmark                                   # cnn_lite, a few minutes\n"
+                "  audioclf benchmark --models cnn_lite,eat_s --append benchmarks/RESULTS.md\n"
+                "  audioclf benchmark --clips 3000 --full-epochs 30     # + the 30-epoch run and int8 accuracy")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--models", default="cnn_lite", help="comma-separated registered models (default cnn_lite)")
+    p.add_argument("--clips", type=int, default=600, help="clips of the generated 10-class 1-s folder dataset (default 600)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of each training comparison (default 2)")
+    p.add_argument("--batches", type=int, default=10, help="training batches per epoch in the comparison (default 10)")
+    p.add_argument("--full-epochs", type=int, default=0,
+                   help="also train cnn_lite end to end for this many epochs and measure int8's accuracy change")
+    p.add_argument("--read-workers", default="0,1", help="worker counts for the store-read figure (default 0,1)")
+    p.add_argument("--repeats", type=int, default=1, help="alternating bare/audioclf training runs; best kept (default 1)")
+    p.add_argument("--append", metavar="RESULTS_MD", help="also append the table to this Markdown file")
+    p.add_argument("--reference", metavar="DIR", help="a checkout of qiuqiangkong/audioset_tagging_cnn (needs "
+                   "torchlibrosa): also time its Cnn14 against audioclf's runtimes on a 10-s clip, same weights")
 
 
 # --- entry point --------------------------------------------------------------------------

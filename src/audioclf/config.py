@@ -9,7 +9,7 @@ allowed. The resolved config (defaults filled in) is saved as ``config.yaml`` in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,7 +38,10 @@ class DataConfig(_Section):
     clip_seconds: float | None = Field(None, gt=0, description="crop/pad length; default: the model's")
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="DataLoader worker processes; auto: one per core but one, at most 8, 0 on one core"
+    )
+    prefetch_factor: int = Field(4, ge=1, description="batches each worker prepares ahead")
     sampler: Literal["shuffle", "balanced"] = "shuffle"
     augment: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="label-preserving waveform augmentations: name -> options with p"
@@ -116,6 +119,8 @@ class TrainerConfig(_Section):
     log_every_n_steps: int = Field(10, ge=1)
     progress_bar: bool = True
     activation_checkpointing: bool = False
+    compile: bool = Field(False, description="train the model through torch.compile (needs a C++ compiler on the CPU)")
+    channels_last: bool = Field(False, description="2-D CNNs: keep convolution activations channels-last (faster on GPUs)")
     resume: str | None = Field(None, description="run directory (or checkpoint) to resume from")
     checkpoint_every_n_steps: int | None = Field(
         None, ge=1, description="also refresh last.ckpt every N optimiser steps, so a killed run loses at most N"

@@ -69,3 +69,37 @@ def test_named_splits(store: Store) -> None:
     assert roles["val"].size == 0
     with pytest.raises(KeyError, match="no clips in split"):
         protocol_indices(store, train_split="nope")
+
+
+def _ramp_store(path: Path) -> Store:
+    h = StoreHeader(sample_rate=100, label_names=["a"], dataset="t")
+    with StoreWriter(path, h) as w:
+        for k in range(4):
+            w.add(np.linspace(0, 0.9, 1000, dtype=np.float32) + k / 100, 0, clip_id=f"r{k}")
+    return Store(path)
+
+
+def test_persistent_workers_see_the_epoch_the_main_process_sets(tmp_path: Path) -> None:
+    # workers kept alive across epochs hold their own copy of the dataset: they must still
+    # draw each epoch's crops, the same ones as loading in the main process
+    from torch.utils.data import DataLoader
+
+    ds = ClipDataset(_ramp_store(tmp_path / "ramp.h5"), [0, 1, 2, 3], 100, train=True, seed=3)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
+    seen, expected = [], []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        seen.append(np.concatenate([w[:, 0].numpy() for w, _ in loader]))
+        expected.append(np.array([float(ds[i][0][0]) for i in range(4)]))
+    np.testing.assert_array_equal(np.stack(seen), np.stack(expected))
+    assert len({tuple(s) for s in seen}) == 3  # the crops really change with the epoch
+
+
+def test_default_num_workers_leaves_a_core_to_training() -> None:
+    from audioclf.data.dataset import default_num_workers
+
+    assert default_num_workers(1) == 0
+    assert default_num_workers(2) == 1
+    assert default_num_workers(6) == 5
+    assert default_num_workers(64) == 8
+    assert 0 <= default_num_workers() <= 8

@@ -9,6 +9,7 @@ run sees the same crops as an uninterrupted one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -46,10 +47,17 @@ class ClipDataset(Dataset):
         self.train = train
         self.augment = augment
         self.seed = seed
-        self.epoch = 0
+        # in shared memory: persistent DataLoader workers hold their own copy of the
+        # dataset, and must still see the epoch the main process sets (their crops and
+        # augmentations are drawn from it)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -79,6 +87,15 @@ class ClipDataset(Dataset):
         else:
             t = torch.as_tensor(int(target), dtype=torch.long)
         return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), t
+
+
+def default_num_workers(cpus: int | None = None) -> int:
+    """DataLoader workers for this machine (``data.num_workers=auto``): one core stays with
+    the training process, at most 8 workers (beyond that the store's reads, not decoding,
+    limit), and none on a single core (a worker there only adds copies)."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(int(cpus) - 1, 8))
 
 
 def protocol_indices(

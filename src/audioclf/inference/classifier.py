@@ -57,11 +57,42 @@ class Classifier:
         self.multi_label: bool = info["task"] == "multi_label"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", *, runtime: str = "torch", **runtime_options: Any
+    ) -> Classifier:
+        """``runtime``: ``torch`` (default), ``compile`` (``torch.compile``; the first call
+        compiles), ``onnx`` (exported on the fly, run by ONNX
+        Runtime on the CPU) or ``onnx-int8`` (also statically quantised; needs
+        ``calibration=<store or clips>``); see :mod:`audioclf.inference.onnx_runtime`."""
         from audioclf.models.bundle import load_bundle_model
 
         model, info = load_bundle_model(path, device)
-        return cls(model, info, device)
+        return cls._with_runtime(model, info, device, runtime, runtime_options)
+
+    @classmethod
+    def _with_runtime(
+        cls, model: torch.nn.Module, info: dict[str, Any], device: str | torch.device, runtime: str,
+        options: dict[str, Any],
+    ) -> Classifier:
+        if runtime in ("torch", "compile"):
+            if options:
+                raise ValueError(f"runtime={runtime!r} takes no options (got {', '.join(options)})")
+            if runtime == "compile":
+                model.compile()  # in place: weights, names and device unchanged
+            return cls(model, info, device)
+        from audioclf.inference.onnx_runtime import onnx_module
+
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"runtime={runtime!r} runs on the CPU; use runtime='torch' for device {device}")
+        return cls(onnx_module(model.cpu(), info, runtime, **options), {**info, "runtime": runtime})
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, *, threads: int | None = None) -> Classifier:
+        """A file written by ``audioclf export`` (float or ``--quantize int8``), run by ONNX
+        Runtime; labels, rate and clip length come from the file's metadata."""
+        from audioclf.inference.onnx_runtime import OnnxModule, info_from_onnx
+
+        return cls(OnnxModule(path, threads=threads), info_from_onnx(path))
 
     def save_pretrained(
         self, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
@@ -79,14 +110,18 @@ class Classifier:
         model: str | None = None,
         offline: bool = False,
         device: str | torch.device = "cpu",
+        *,
+        runtime: str = "torch",
+        **runtime_options: Any,
     ) -> Classifier:
         """Any model source: an audioclf checkpoint, a published file (architecture recognised,
         or named by ``model``), a catalog name (``panns-cnn14``), a Hugging Face directory or
-        ``hf:ORG/REPO[@REV]``. See :func:`audioclf.models.pretrained.resolve_model`."""
+        ``hf:ORG/REPO[@REV]``. See :func:`audioclf.models.pretrained.resolve_model`.
+        ``runtime`` as for :meth:`from_checkpoint`."""
         from audioclf.models.pretrained import resolve_model
 
         net, info = resolve_model(source, model=model, offline=offline, device=device)
-        return cls(net, info, device)
+        return cls._with_runtime(net, info, device, runtime, runtime_options)
 
     @property
     def has_head(self) -> bool:
