@@ -573,6 +573,8 @@ def _check_quantize_args(args: argparse.Namespace) -> None:
         raise ValueError("--quantize int8 needs --format onnx with --frontend inside")
     if args.quantize and not args.calibration:
         raise ValueError("--quantize int8 needs --calibration STORE (the training store, for activation ranges)")
+    if args.calibration_clips < 1:
+        raise ValueError(f"--calibration-clips must be at least 1, got {args.calibration_clips}")
 
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
