@@ -105,7 +105,7 @@ def bench_prepare(folder: Path, store: Path, figures: Figures, workers: int = 1)
     from audioclf.data.prepare import prepare_dataset
 
     t = time.perf_counter()
-    report = prepare_dataset(create_source("folder", root=str(folder)), store, workers=workers, overwrite=True)
+    report = prepare_dataset(create_source("folder", str(folder)), store, workers=workers, overwrite=True)
     seconds = time.perf_counter() - t
     clips = int(getattr(report, "clips", 0) or len(list(folder.rglob("*.wav"))))
     figures.add("prepare", "-", f"folder -> store ({workers} worker(s))", clips / seconds, "clips/s")
@@ -276,12 +276,15 @@ def bench_inference(name: str, figures: Figures, *, num_classes: int = 527, repe
     with torch.no_grad():
         ref = net(torch.from_numpy(cal)).numpy()
     for rt in runtimes:
-        fn = net if rt == "torch" else onnx_module(net, info, rt, calibration=cal) if rt != "compile" else None
-        if rt == "compile":
+        if rt == "torch":
+            fn: Any = net
+        elif rt == "compile":
             import copy
 
             fn = copy.deepcopy(net)
             fn.compile()
+        else:
+            fn = onnx_module(net, info, rt, calibration=cal)
         seconds = _latency(fn, x, repeats)
         figures.add("inference", name, f"{rt}: latency of one {n / rate:.2g}-s clip", seconds * 1000, "ms")
         figures.add("inference", name, f"{rt}: real-time factor", n / rate / seconds, "x")

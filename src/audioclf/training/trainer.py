@@ -265,6 +265,10 @@ def speed_up_model(model: torch.nn.Module, *, compile: bool = False, channels_la
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if compile:
+        if not torch.cuda.is_available():
+            log.warning("trainer.compile on the CPU: with torch %s the compiled backward pass gave gradients that "
+                        "differ from eager ones below the head (tests/training/test_speed_options.py); compare "
+                        "a short run with and without it before relying on it", torch.__version__)
         model.compile()  # nn.Module.compile: the module keeps its state_dict keys
     return model
 
