@@ -22,7 +22,7 @@ def test_folder_dataset_prepares_and_reads(tmp_path: Path) -> None:
     assert [r[2] for r in rows] == ["0 worker(s), batch 4", "1 worker(s), batch 4"]
     assert all(r[3] > 0 and r[4] == "clips/s" for r in fig.rows)
     table = fig.markdown("t")
-    assert table.startswith("### t") and table.count("\n| ") == len(fig.rows) + 1
+    assert table.startswith("### t") and table.count("\n| ") == len(fig.rows) + 2  # header, rule, rows
 
 
 def test_training_comparison_runs_both_loops_on_the_same_batches(tmp_path: Path) -> None:
