@@ -434,6 +434,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
     """``predict --timeline``: frame-wise scores per file, written to --out, events printed."""
+    from audioclf.text import plural
+
     if args.out and len(args.files) > 1:
         raise ValueError("--out names one output file; give one audio file with it (or leave --out out)")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
@@ -452,7 +454,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
         report[f] = entry
         if args.json:
             continue
-        out.print(f"[bold]{f}[/]  {tl.duration:.2f} s, {len(tl.starts)} windows of {tl.window:g} s every {tl.hop:g} s")
+        out.print(f"[bold]{f}[/]  {tl.duration:.2f} s, {plural(len(tl.starts), 'window')} of {tl.window:g} s every {tl.hop:g} s")
         for item in entry["top"]:
             out.print(f"  {item['label']:<24} {item['score']:.4f}")
         out.print(f"  events (score >= {args.threshold:g}, top {args.events}):" if events else

@@ -142,7 +142,7 @@ def prepare_dataset(
         for path, group in groups:
             if path.exists() and not overwrite:
                 if not shard_size:
-                    raise FileExistsError(f"store already exists: {path} (pass overwrite to rebuild it)")
+                    raise FileExistsError(f"store already exists: {path} (pass --overwrite to `audioclf prepare`, or overwrite=True, to rebuild it)")
                 _check_kept_shard(path, group)
                 shards.append(path.name)
                 done += len(group)
@@ -227,7 +227,7 @@ def _check_kept_shard(path: Path, group: list[Item]) -> None:
         raise ValueError(
             f"{path}: this finished shard holds {len(stray)} clip(s) that are not in its slice of the "
             f"dataset now (e.g. {sorted(stray)[:3]}): the clip list or shard size changed since it was "
-            "written; pass overwrite to rebuild the store"
+            "written; pass --overwrite to `audioclf prepare` (overwrite=True in Python) to rebuild the store"
         )
 
 

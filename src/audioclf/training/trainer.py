@@ -18,6 +18,9 @@ import glob
 import json
 import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +232,33 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
+class _EpochBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's rich bar counting epochs from 1 to max_epochs ("Epoch 2/2" on the last
+    of two), not from 0 to max_epochs - 1."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            text += f"/{self.trainer.max_epochs}"
+        return f"{text:{len(self.validation_description)}}"  # padded like Lightning's, to avoid flicker
+
+
+@contextmanager
+def _known_warnings_silenced() -> Iterator[None]:
+    """Silence the Lightning warnings audioclf knows to be harmless here, for the fit only.
+
+    "smaller than the logging interval": an epoch with fewer batches than
+    log_every_n_steps logs no per-step row, but train/loss is also logged per epoch, so
+    metrics.csv, the curves and the report lose nothing.
+    """
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval",
+                                category=PossibleUserWarning)
+        yield
+
+
 def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None) -> RunResult:
     """Train as configured; returns where everything went and the final figures.
 
@@ -276,6 +306,8 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
     cbs: list[L.Callback] = [*checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or [])]
+    if t.progress_bar:
+        cbs.append(_EpochBar())
     if t.early_stopping_patience:
         cbs.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stopping_patience))
     trainer = L.Trainer(
@@ -303,7 +335,8 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    trainer.fit(task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path)
+    with _known_warnings_silenced():
+        trainer.fit(task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path)
     if earlier_metrics:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
     best_cb = checkpoint_cbs[0]
