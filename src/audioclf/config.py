@@ -37,7 +37,8 @@ class DataConfig(_Section):
     fold: int | None = None
     val_fold: int | None = Field(None, description="validation fold held out of the training folds")
     val_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="k-fold without val_fold: stratified share of the training folds used for validation"
+        0.1, ge=0.0, lt=1.0, description="stratified share of the training clips used for validation: k-fold "
+        "without val_fold, or a store with train (and test) but no validation split"
     )
     clip_seconds: float | None = Field(None, gt=0, description="crop/pad length; default: the model's")
     batch_size: int = Field(32, ge=1)

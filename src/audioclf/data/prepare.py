@@ -199,6 +199,12 @@ def prepare_dataset(
     report.per_split = summary["splits"]
     report.per_fold = {str(k): v for k, v in summary["folds"].items()}
     report.per_class = summary["per_class"]
+    if store.split_names():  # a split without some class, or smaller than the class count, is said now
+        from audioclf.data.splits import coverage_warnings
+
+        groups = {name: store.indices(split=name) for name in store.split_names()}
+        for message in coverage_warnings(store.targets, store.label_names, groups, where=str(out)):
+            log.warning(message)
     secs = store.lengths / store.sample_rate
     report.durations = {
         "min": round(float(secs.min()), 3),

@@ -158,6 +158,10 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
     )
     if roles["train"].size == 0:
         raise ValueError(f"no training clips in {store.path} for this protocol (data.train_split / data.fold)")
+    from audioclf.data.splits import coverage_warnings
+
+    for message in coverage_warnings(store.targets, store.label_names, roles, where=str(store.path)):
+        log.warning(message)
     augment = None
     if d.augment:
         from audioclf.data.augment import build_waveform_augment
