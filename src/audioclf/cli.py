@@ -125,9 +125,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     res = run_demo(args.workdir, [*_global_overrides(args), *args.overrides], clips_per_class=args.clips_per_class, workers=args.workers)
     res.seconds["prepare"] = prepared  # run_demo found the store ready
     out.print(metrics_table(res.test_metrics, "held-out test split"))
-    out.print(f"example file: {res.example_file} (a '{res.example_label}' the model never saw)")
-    for p in res.predictions:
-        out.print(f"  {p.label:<14} {p.score:.3f}")
+    out.print(f"example scene: {res.example_file} (10 s the model never heard; "
+              f"{', '.join(f'{label} at {start:g} s' for label, start, _ in res.example_events)})")
+    out.print("  events found on its timeline (score >= 0.5):" if res.detected else "  no events found with score >= 0.5")
+    for e in sorted(res.detected, key=lambda e: e.start):
+        out.print(f"    {e.start:6.2f} - {e.end:6.2f} s  {e.label:<14} peak {e.peak:.3f}")
     out.print(f"run directory: {res.run_dir}")
     out.print(f"checkpoint:    {res.checkpoint}")
     out.print(f"report:        {res.report}  (open it in a browser: curves, confusion matrix, playhead)")
@@ -567,9 +569,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
-        fold=args.fold, rows=args.rows, title=args.title,
+        fold=args.fold, rows=args.rows, title=args.title, force=args.force,
     )
     out.print(f"report written to {path}")
+    if args.out is None and path.name != "report.html":
+        out.print(f"  ({path.with_name('report.html')} is kept: pass --force to replace it)")
     if args.plots:
         out.print(f"figures written to {args.plots}")
     return 0
@@ -588,13 +592,15 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="?", help="audio file to show with its spectrogram, playhead and prediction timeline")
     p.add_argument("--out", help="HTML file (default: <run>/report.html)")
     p.add_argument("--store", help="evaluate the checkpoint on this store for per-class figures "
-                   "(default: the run's evaluation.json when present)")
+                   "(default: the run's evaluation.json when present, else the store in its config.yaml)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--split", default="test", help="store split for --store (default: test)")
     g.add_argument("--fold", type=int, help="store fold for --store instead of a split")
     p.add_argument("--rows", type=int, default=6, help="classes shown in the timeline (default 6)")
     p.add_argument("--plots", metavar="DIR", help="also write the figures as PNG files to DIR")
     p.add_argument("--title", help="page title")
+    p.add_argument("--force", action="store_true", help="replace an existing report (default: keep it; the new "
+                   "one is written as report-2.html, or --out is refused)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
