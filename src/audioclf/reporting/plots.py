@@ -238,9 +238,13 @@ class Spectrogram:
         lo, hi = float(self.db.min()), float(self.db.max())
         return lo, hi if hi > lo else lo + 1
 
-    def frequency_ticks(self, candidates: Sequence[float] = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000)) -> list[tuple[float, str]]:
-        """(position, label) of frequency ticks: position 0 is the bottom edge of the image,
-        1 the top; labels like ``"500 Hz"``, ``"2 kHz"``. Empty when the range is unknown."""
+    def frequency_ticks(
+        self, candidates: Sequence[float] = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000), min_gap: float = 0.08
+    ) -> list[tuple[float, str]]:
+        """(position, label) of frequency ticks, low to high: position 0 is the bottom edge
+        of the image, 1 the top; labels like ``"500 Hz"``, ``"2 kHz"``. The mel scale
+        crowds low frequencies together, so a tick closer than ``min_gap`` (of the height)
+        to a higher one is left out. Empty when the range is unknown."""
         if not self.fmax > self.fmin:
             return []
         from audioclf.audio.frontends import hz_to_mel
@@ -256,7 +260,11 @@ class Spectrogram:
             pos = (row + 0.5) / n
             if 0.0 <= pos <= 1.0:
                 ticks.append((round(pos, 4), f"{f / 1000:g} kHz" if f >= 1000 else f"{f:g} Hz"))
-        return ticks
+        kept: list[tuple[float, str]] = []
+        for tick in reversed(ticks):  # from the top down: the kHz ticks, then what fits below
+            if not kept or kept[-1][0] - tick[0] >= min_gap:
+                kept.append(tick)
+        return kept[::-1]
 
 
 def display_spectrogram(
