@@ -165,3 +165,16 @@ def _spy(fn, calls):  # type: ignore[no-untyped-def]
         return fn(self, name, param)
 
     return wrapped
+
+
+def test_a_verb_may_define_its_own_device_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import audioclf.cli as cli
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="cuda", help="this verb's own device")
+
+    monkeypatch.setattr(cli, "_COMMANDS", dict(cli._COMMANDS))
+    monkeypatch.setattr(cli, "_HELP", dict(cli._HELP))
+    cli.command("gpuonly", "a verb with its own --device", lambda a: 0, examples=("audioclf gpuonly", "audioclf gpuonly -v"))(add)
+    args = cli.build_parser().parse_args(["gpuonly", "-v"])
+    assert args.device == "cuda" and args.verbose_after == 1

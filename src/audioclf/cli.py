@@ -400,7 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
-        num_workers=args.workers, per_class=True,
+        num_workers=args.workers, per_class=True, device=args.device or "cpu",
     )
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     out.print(metrics_table(summary, f"{Path(args.checkpoint).name} on {Path(args.store).name} ({metrics['split']})"))
@@ -692,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, add_args, help_text, _) in _COMMANDS.items():
         description, examples = _HELP.get(name, (help_text, ()))
         sp = sub.add_parser(name, help=help_text, description=description, epilog=_epilog(examples),
-                            parents=[after], formatter_class=_HelpFormatter)
+                            parents=[after], formatter_class=_HelpFormatter,
+                            conflict_handler="resolve")  # a verb may define its own -q or --device
         add_args(sp)
     return parser
 
