@@ -178,3 +178,19 @@ def test_a_verb_may_define_its_own_device_option(monkeypatch: pytest.MonkeyPatch
     cli.command("gpuonly", "a verb with its own --device", lambda a: 0, examples=("audioclf gpuonly", "audioclf gpuonly -v"))(add)
     args = cli.build_parser().parse_args(["gpuonly", "-v"])
     assert args.device == "cuda" and args.verbose_after == 1
+
+
+def test_quiet_after_the_verb_silences_info_and_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    import audioclf.cli as cli
+
+    assert main(["config", "show", "--json", "-q"]) == 0
+    assert logging.getLogger("audioclf").level == logging.WARNING and cli._QUIET
+    calls = []
+    with cli.progress_bar() as update:  # drawn nothing: a no-op callback
+        update("decoding", 1, 2)
+        calls.append(1)
+    assert calls and "decoding" not in capsys.readouterr().err
+    assert main(["config", "show", "--json"]) == 0
+    assert logging.getLogger("audioclf").level == logging.INFO and not cli._QUIET
