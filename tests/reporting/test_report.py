@@ -248,3 +248,12 @@ def test_player_payload_carries_the_spectrogram_axis(run: TinyRun, recording: Pa
     positions = [p for p, _ in axis["ticks"]]
     assert positions == sorted(positions) and positions[0] >= 0 and positions[-1] <= 1
     assert axis["db"][0] < axis["db"][1] and len(axis["colours"]) == 9
+
+
+def test_an_evaluation_of_the_runs_test_fold_is_the_test_table() -> None:
+    from audioclf.reporting.report import split_tables
+
+    # a k-fold run: metrics.json says "test", the evaluation of its test fold says "fold 3"
+    tables = split_tables({"split": "test", "accuracy": 0.5}, {"split": "fold 3", "accuracy": 0.5, "store": "/d/esc50.h5"},
+                          evaluation_is_test=True)
+    assert [(t[0], t[1]) for t in tables] == [("test", "evaluation of the checkpoint on esc50.h5, fold 3 (the run's test clips)")]

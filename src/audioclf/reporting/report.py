@@ -130,6 +130,7 @@ class _Context:
     evaluation: dict[str, Any] | None = None
     figures: dict[str, bytes] = field(default_factory=dict)
     classifier: Classifier | None = None  # the checkpoint's model, loaded once when it is needed
+    evaluation_is_test: bool = False  # the evaluation is of the run's own test split or fold
 
 
 def _summary_section(ctx: _Context) -> str:
@@ -167,23 +168,30 @@ def weights_label(info: Mapping[str, Any]) -> str:
     return "–" if kind is None else str(kind)
 
 
-def split_tables(test_metrics: Mapping[str, Any] | None, evaluation: Mapping[str, Any] | None) -> list[tuple[str, str, Mapping[str, Any]]]:
+def split_tables(
+    test_metrics: Mapping[str, Any] | None, evaluation: Mapping[str, Any] | None, evaluation_is_test: bool = False
+) -> list[tuple[str, str, Mapping[str, Any]]]:
     """One (split, source, metrics) per split: the run's test figures (metrics.json) and an
-    evaluation of the same split are one table (the evaluation's, which is the fuller one)."""
+    evaluation of the same split are one table (the evaluation's, which is the fuller one).
+    ``evaluation_is_test``: the evaluation is of the run's own test clips (its config's test
+    split or fold), whatever its split is called (``fold 3``)."""
     tables: dict[str, tuple[str, Mapping[str, Any]]] = {}
     if test_metrics:
         tables[str(test_metrics.get("split") or "test")] = ("metrics.json: the best checkpoint, scored when training ended", test_metrics)
     if evaluation:
-        split = str(evaluation.get("split") or "test")
+        named = str(evaluation.get("split") or "test")
+        split = str((test_metrics or {}).get("split") or "test") if evaluation_is_test else named
         store = evaluation.get("store")
         source = f"evaluation of the checkpoint on {Path(str(store)).name}" if store else "evaluation.json"
+        if split != named:
+            source += f", {named} (the run's test clips)"
         tables[split] = (source, evaluation)
     return [(split, source, metrics) for split, (source, metrics) in tables.items()]
 
 
 def _metrics_section(ctx: _Context) -> str:
     blocks = []
-    for split, source, metrics in split_tables(ctx.test_metrics, ctx.evaluation):
+    for split, source, metrics in split_tables(ctx.test_metrics, ctx.evaluation, ctx.evaluation_is_test):
         rows = scalar_rows(metrics, ("checkpoint", "store", "split"))
         blocks.append(f'<div class="split-table"><h3>{esc(split)} split</h3><p class="muted source">{esc(source)}</p>'
                       f"{table(rows, ['metric', 'value'])}</div>")
@@ -312,7 +320,10 @@ def build_report(
     files = locate_run(target)
     ctx = _Context(files)
     if store is None and files.evaluation_json is None and files.checkpoint is not None:
-        store, split, fold = run_store(files) or (None, split, fold)
+        own = run_store(files)
+        if own is not None:
+            store, split, fold = own
+            ctx.evaluation_is_test = True
     if store is not None and files.checkpoint is None:
         raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
     if files.checkpoint is not None:
