@@ -100,3 +100,25 @@ def test_the_ast_audioset_catalog_name_comes_from_the_hub_then_offline(hub, tmp_
     n = len(hub.requests)
     assert predicted(capsys, ["predict", "ast-audioset", str(clip), "--top-k", "3", "--json", "--offline"])[str(clip)] == online
     assert len(hub.requests) == n
+
+
+def test_a_fresh_process_with_hf_endpoint_set_predicts_from_the_hub_without_training_code(hub, tmp_path, clip):
+    """The variables as a user sets them (HF_ENDPOINT, HF_HOME: the fixture's environment), read
+    by huggingface_hub at import; an audioclf-format model needs neither Lightning nor transformers."""
+    import os
+    import subprocess
+    import sys
+
+    model, info = lite(0)
+    hub.commit("me/lite", {"": save_pretrained(model, info, tmp_path / "m")})
+    assert os.environ["HF_ENDPOINT"] == hub.endpoint
+    code = (
+        "import json, sys\nfrom audioclf.cli import main\n"
+        f"assert main(['predict', 'hf:me/lite', {str(clip)!r}, '--top-k', '3', '--json']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchmetrics', 'transformers')"
+        " or m.startswith('audioclf.training')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    assert out[-1] == "[]"
+    assert json.loads("\n".join(out[:-1]))[str(clip)] == expected(model, info, clip)
+    assert hub.count("GET", r"^/api/models/me/lite/revision/main$") == 1
