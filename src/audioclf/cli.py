@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from audioclf.errors import AudioclfError
+
 console = Console(stderr=True)
 out = Console()
 
@@ -155,9 +157,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for text in args.option:
         key, value = parse_override(text)
         options[".".join(key)] = value
+    if args.path and args.root:
+        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+    args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
         dest = Path(args.out)
+    elif getattr(source, "hub_id", None):  # a Hub dataset: in the working directory
+        dest = Path(source.store_name())
     else:  # beside the data: in ROOT, or beside ROOT when it is a manifest file
         root = Path(args.root or ".")
         dest = (root.parent if root.is_file() else root) / source.store_name()
@@ -179,6 +186,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 @command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
+    p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
+                   help="the dataset's directory (the same as --root); for hf also a Hub dataset id, e.g. danavery/urbansound8K")
     p.add_argument("--root", help="dataset directory (downloads go here)")
     p.add_argument("--out", help="store path (default: the dataset's store name, e.g. esc50.h5, in ROOT)")
     p.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the dataset's own)")
@@ -277,13 +286,16 @@ def _models_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
+    from audioclf.training.defaults import load_train_config
     from audioclf.training.trainer import train
 
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *overrides]  # `audioclf train key=value ...`
-    config = load_config(recipe, overrides)
+    # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
+    config, choice = load_train_config(recipe, overrides, announce=False)
+    for line in choice.lines() if choice else ():
+        console.print(line, highlight=False, markup=False)
     res = train(config)
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
@@ -295,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True)
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML recipe (omit to start from the defaults)")
+    p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
+                   "what the store is; recipe=none for bare training)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
 
 
@@ -317,10 +330,10 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
     from audioclf.training.cv import cross_validate
+    from audioclf.training.defaults import load_train_config
 
-    config = load_config(args.config, args.overrides)
+    config, _ = load_train_config(args.config, args.overrides)
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
@@ -343,8 +356,83 @@ def _cv_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cv-dir", help="complete an earlier CV directory (finished folds are kept)")
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from audioclf.training.tune import tune
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if args.resume and recipe is not None and "=" in recipe and not Path(recipe).exists():
+        recipe, overrides = None, [recipe, *overrides]
+
+    def shown(v: Any) -> str:  # searched floats with 4 significant digits
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    def progress(row: dict[str, Any]) -> None:
+        value = "–" if row["value"] is None else f"{row['value']:.4f}"
+        params = ", ".join(f"{k}={shown(v)}" for k, v in row["params"].items())
+        console.print(f"trial {row['number']}: {row['state']} {value}  {params}", highlight=False, markup=False)
+
+    res = tune(
+        recipe, args.trials, overrides, name=args.name, resume=args.resume, protocol=args.protocol,
+        cv_folds=args.cv_folds, prune=not args.no_prune, seed=args.seed, timeout=args.timeout, progress=progress,
+    )
+    keys = sorted({k for r in res.trials for k in r["params"]})
+    table = Table(title=f"{len(res.trials)} trial(s), scored by {res.metric} on validation data (never the test data)")
+    for col in ("trial", "state", res.metric, *keys):
+        table.add_column(col, justify="right" if col not in ("state",) else "left")
+    for r in res.trials:
+        table.add_row(str(r["number"]), r["state"], "–" if r["value"] is None else f"{r['value']:.4f}",
+                      *(shown(r["params"].get(k, "")) for k in keys))
+    out.print(table)
+    if res.best_recipe is not None:
+        out.print(f"best: {res.metric} {res.best_value:.4f} with "
+                  f"{', '.join(f'{k}={shown(v)}' for k, v in res.best_params.items())}")
+        out.print(f"best recipe: {res.best_recipe}  (train it: audioclf train {res.best_recipe})")
+    out.print(f"tune directory: {res.tune_dir}\nreport: {res.report}")
+    return 0
+
+
+@command("tune", "search hyperparameters of a recipe's tune: section with Optuna (scored on validation data)",
+         cmd_tune, trains=True)
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Search the settings a recipe lists under `tune:` with Optuna: dotted config keys, each a range\n"
+        "{low, high[, log, step]} or {choices: [...]}. Each trial trains the recipe with its values and is\n"
+        "scored on validation data only (never the test split or fold); the median pruner stops trials\n"
+        "that trail the others. The search lives in <output_dir>/<name>-tune/ (SQLite study, one run per\n"
+        "trial, trials.csv, report.html) and continues when run again; best.yaml there is the best config\n"
+        "as a recipe for `audioclf train`."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf tune my_recipe.yaml --trials 20\n"
+        "  audioclf tune my_kfold_recipe.yaml --trials 30 --protocol cv --cv-folds 3 trainer.max_epochs=5\n"
+        "  audioclf tune --resume runs/my-tune --trials 40        # continue: finished trials are kept\n"
+        "\n"
+        "recipe section:\n"
+        "  tune:\n"
+        "    optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+        "    data.augment.pitch_shift.p: {choices: [0.0, 0.5]}\n"
+        "    optim.scheduler: {choices: [cosine, plateau]}\n"
+    )
+    p.add_argument("recipe", nargs="?", help="YAML recipe with a tune: section (omit it with --resume)")
+    p.add_argument("overrides", nargs="*", help="key.path=value applied to the recipe before the search, "
+                   "e.g. trainer.max_epochs=5")
+    p.add_argument("--trials", type=int, default=20, help="finished trials (completed or pruned) to reach, "
+                   "counting those of an earlier run of the same search (default 20)")
+    p.add_argument("--name", help="search name: its directory is <output_dir>/<name>-tune (default: the recipe's name)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the search in this tune directory, with its own recipe.yaml")
+    p.add_argument("--protocol", choices=("val", "cv"), default="val",
+                   help="val: best validation figure of one run per trial (default); cv: for a k-fold recipe, the "
+                   "mean over runs that validate on each other fold (the test fold is never used)")
+    p.add_argument("--cv-folds", type=int, help="with --protocol cv: use only the first N validation folds")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to the end (no median pruner)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the recipe's seed)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioclf.training.evaluate import evaluate_checkpoint
+    from audioclf.training.evaluate import default_evaluation_path, evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -352,7 +440,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     out.print(metrics_table(summary, f"{Path(args.checkpoint).name} on {Path(args.store).name} ({metrics['split']})"))
-    dest = Path(args.output) if args.output else Path(args.checkpoint).parent.parent / "evaluation.json"
+    dest = Path(args.output) if args.output else default_evaluation_path(args.checkpoint)
     # metrics.json style: what was evaluated, then the figures (per class and confusion matrix included)
     dest.write_text(json.dumps({"checkpoint": str(args.checkpoint), "store": str(args.store), **metrics}, indent=2))
     out.print(f"metrics written to {dest}")
@@ -373,7 +461,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fold", type=int, help="evaluate on this fold instead of a split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json)")
+    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json for a checkpoint in a run, "
+                   "else <checkpoint name>.evaluation.json beside it)")
     p.add_argument("--plots", metavar="DIR", help="also write the confusion matrix (single-label) and per-class "
                    "F1 or AP bars as PNG files to DIR")
 
@@ -496,6 +585,34 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("store")
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from audioclf.data.store import verify_store
+
+    report = verify_store(args.store)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        console.print(f"{args.store}: {len(report.problems)} problem(s) found", highlight=False)
+        return 2
+    out.print(f"{args.store}: ok, {report.clips} clips in {report.files} file(s); "
+              f"checksums of {report.checked} file(s) match", highlight=False)
+    return 0
+
+
+@command("verify", "check a packed store completely: structure, labels, folds and the checksums prepare recorded", cmd_verify)
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Check a packed store (a file, or a shard directory) completely: attributes, offsets, targets and folds\n"
+        "(what every verb checks on opening it), then every array against the checksum prepare recorded,\n"
+        "which also catches flipped audio bytes. Exit 0: sound; exit 2: the problems are listed."
+    )
+    p.epilog = "examples:\n  audioclf verify esc50.h5\n  audioclf verify audioset/  # a shard directory"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("store", help="store file or shard directory")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from audioclf.reporting import write_report
 
@@ -535,7 +652,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = ServiceSettings(
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds, max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
+        batch_wait_ms=args.batch_wait_ms, max_decoded_samples=args.max_decoded_samples,
+        decode_workers=args.decode_workers, request_timeout=args.request_timeout, max_connections=args.max_connections,
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
     serve(args.checkpoint, args.host, args.port, settings, device=args.device,
@@ -555,6 +673,93 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--max-decoded-samples", type=int, default=57_600_000,
+                   help="most samples (rate x seconds x channels, from the header) an upload may decode to "
+                   "(default 57.6 M: 48 kHz stereo for 10 minutes)")
+    p.add_argument("--decode-workers", type=int, default=2, help="uploads decoded at once (default 2)")
+    p.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds a client has to send its request headers and body, then 408 / closed (default 60)")
+    p.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503 (default 64)")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.reporting.runs import locate_run
+
+    check_repo_id(args.repo_id)  # before any conversion
+    source = Path(args.source)
+    if is_hub_dir(source):  # written earlier with --dir: upload it as it is
+        if args.dir:
+            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+        url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
+        out.print(f"pushed {source} to {args.repo_id}: {url}")
+        return 0
+    files = locate_run(source)
+    if files.checkpoint is None:
+        raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
+    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
+    if args.dataset:
+        card["datasets"] = args.dataset
+    if args.dir:
+        folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
+        out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
+                  f"upload it with: audioclf push {folder} {args.repo_id}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="audioclf-push-") as tmp:
+        folder = save_bundle_pretrained(files.checkpoint, Path(tmp) / "model", metrics=metrics, card=card)
+        url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
+    out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
+    return 0
+
+
+def _store_card(files: Any) -> dict[str, Any]:
+    """What the run's store says about its data, for the model card: the dataset's name and,
+    for a Hub dataset, its id (nothing when the run's config or store is not at hand)."""
+    import yaml
+
+    from audioclf.data.store import Store
+
+    config = yaml.safe_load(files.config.read_text()) if files.config else None
+    store = ((config or {}).get("data") or {}).get("store")
+    if not store or not Path(store).exists():
+        return {}
+    try:
+        header = Store(store).header
+    except Exception as err:  # noqa: BLE001 - the card is made without it
+        logging.getLogger("audioclf").info("store %s not read for the model card (%s)", store, err)
+        return {}
+    hub_id = (header.provenance.get("hf_dataset") or {}).get("hub_id")
+    # the catalog's own datasets have telling names; "hf", "folder" say less than the file
+    name = hub_id or (header.dataset if header.dataset not in ("hf", "folder", "custom") else Path(store).stem)
+    return {"dataset": name, **({"datasets": [hub_id]} if hub_id else {})}
+
+
+@command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Write a run's best checkpoint (or any audioclf checkpoint) as model.safetensors, config.json and a "
+        "model card README.md (metrics, dataset, recipe, usage), then upload it to the Hub repository ORG/NAME "
+        "(created if missing). With --dir the directory is only written locally (save_pretrained); push that "
+        "directory later by naming it instead of the run. Log in first with `hf auth login` (or set HF_TOKEN)."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101 my-org/esc50-cnn14 --private\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101/checkpoints/best.ckpt my-org/esc50-cnn14 --dir esc50-cnn14\n"
+        "  audioclf push esc50-cnn14 my-org/esc50-cnn14 --revision v1"
+    )
+    p.add_argument("source", help="run directory, audioclf checkpoint, or a directory written with --dir")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository to upload to (named in the card's usage snippet)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to upload to (created from main when missing; default: main)")
+    p.add_argument("--dir", metavar="OUT", help="only write the Hub-format directory OUT; upload nothing")
+    p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="Hub dataset id the model was trained on, for the card (repeatable)")
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -622,6 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors the library raises with a message meant for the user: AudioclfError, and the
+# built-in kinds raised before it existed
+_USER_ERRORS = (AudioclfError, ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError,
+                PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -630,14 +841,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return fn(args)
     except KeyboardInterrupt:
+        # what was finished stays: a .partial store, a download's .part, last.ckpt resume
         console.print("[red]interrupted[/]")
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as err:
-        # errors the library raised with a message meant for the user
+    except _USER_ERRORS as err:
         if args.verbose > 1:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        msg = " ".join(str(msg).split()) or type(err).__name__  # one line
+        console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         return 2
 
 

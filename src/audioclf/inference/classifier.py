@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioclf.audio.io import load_audio, resample, stream_audio
+from audioclf.audio.io import check_samples, load_audio, resample, stream_audio
 from audioclf.inference.timeline import Timeline, WindowCutter, ranked, split_blocks
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,15 @@ class Classifier:
 
         model, info = load_bundle_model(path, device)
         return cls(model, info, device)
+
+    def save_pretrained(
+        self, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
+    ) -> Path:
+        """Write this classifier in audioclf's Hub format (``model.safetensors``, ``config.json``,
+        model card ``README.md``) to ``directory``; see :func:`audioclf.models.hub.save_pretrained`."""
+        from audioclf.models.hub import save_pretrained
+
+        return save_pretrained(self.model, self.info, directory, metrics=metrics, card=card)
 
     @classmethod
     def from_pretrained(
@@ -142,8 +151,17 @@ class Classifier:
     def scores(self, audio: str | Path | np.ndarray, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
         """Clip-level class probabilities ``(classes,)`` of a file or an array.
 
-        An array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        A file is streamed in blocks (memory bounded by a block, whatever its length); an
+        array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        Non-finite or absurdly loud audio raises ``AudioDecodeError`` naming it.
         """
+        if isinstance(audio, (str, Path)):
+            # streamed, as predict_timeline does: a 2-hour file never sits in memory whole.
+            # The same half-overlapping windows as :meth:`windows`, the last aligned to the end.
+            n = self.clip_samples
+            cutter = WindowCutter(n, n // 2)
+            streamed = (w for _, w in cutter.cut(stream_audio(audio, self.sample_rate)))
+            return self.score_windows(streamed, batch_size).mean(0)
         return self.score_windows(self.windows(self.load_waveform(audio, sample_rate)), batch_size).mean(0)
 
     def predict(
@@ -196,20 +214,9 @@ class Classifier:
                 yield w
 
         scores = self.score_windows(waves(), batch_size)
-        rate = float(self.sample_rate)
-        duration = cutter.total / rate
-        start_s = np.asarray(starts, dtype=np.float64) / rate
-        log.debug("timeline: %.1f s of audio, %d windows of %d samples", duration, len(starts), win)
-        return Timeline(
-            starts=start_s,
-            ends=np.minimum(start_s + win / rate, duration),
-            scores=scores.astype(np.float32, copy=False),
-            label_names=list(self.label_names),
-            multi_label=self.multi_label,
-            duration=duration,
-            window=win / rate,
-            hop=step / rate,
-        )
+        log.debug("timeline: %d samples, %d windows of %d samples", cutter.total, len(starts), win)
+        return Timeline.from_windows(starts, scores, rate=float(self.sample_rate), window=win, hop=step, total=cutter.total,
+                                     label_names=self.label_names, multi_label=self.multi_label)
 
     # -- audio -------------------------------------------------------------------------
     def load_waveform(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
@@ -224,6 +231,7 @@ class Classifier:
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
             raise ValueError(f"audio array must be non-empty mono (samples,) or 2-D multi-channel, got shape {np.shape(audio)}")
+        check_samples(wave, "audio array")
         sr = sample_rate or self.sample_rate
         return resample(wave, sr, self.sample_rate) if sr != self.sample_rate else wave
 

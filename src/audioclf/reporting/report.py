@@ -31,6 +31,7 @@ from audioclf.reporting.player import (
     timeline_payload,
 )
 from audioclf.reporting.runs import History, RunFiles, locate_run, read_history, read_json
+from audioclf.reporting.tuning import tuning_section
 
 if TYPE_CHECKING:
     from audioclf.inference.classifier import Classifier
@@ -184,7 +185,35 @@ def _curves_section(ctx: _Context) -> str:
     except ValueError as err:
         return section("Training curves", f'<p class="muted">{esc(err)}</p>', "curves")
     ctx.figures["training_curves"] = plots.figure_png(fig)
-    return section("Training curves", figure_img(ctx.figures["training_curves"], "training curves"), "curves")
+    body = figure_img(ctx.figures["training_curves"], "training curves") + _overfit_gap_note(ctx)
+    return section("Training curves", body, "curves")
+
+
+def _overfit_gap_note(ctx: _Context) -> str:
+    """What the overfit-gap curve measures and when it misleads (seed 003 asks whether the
+    percentage difference of validation and training loss is a legitimate measure)."""
+    if ctx.history is None or not ctx.history.has(plots.GAP_SERIES):
+        return ""
+    return (
+        '<div class="note" id="overfit-gap-note"><h3>Reading the overfit gap</h3>'
+        "<p>The gap is <code>100 &times; (validation loss &minus; mean training loss of the epoch) / training loss</code>: "
+        "how much worse the model does, by its own loss, on clips it does not train on. A gap that keeps growing while "
+        "the training loss falls is the usual picture of overfitting; read it beside the two loss curves, not alone.</p>"
+        "<p>It misleads when the two losses are not measured alike, and they rarely are:</p><ul>"
+        "<li><b>augmentation, mixing, label smoothing, dropout</b> make the training loss (on altered batches, in "
+        "training mode) higher than the clean validation loss, so the gap can sit near zero or below it while the "
+        "model overfits;</li>"
+        "<li><b>it is a ratio</b>: as the training loss goes towards 0 the percentage explodes even when the "
+        "validation loss is steady;</li>"
+        "<li><b>the training loss is an average over an epoch</b> of changing weights, the validation loss is taken "
+        "at its end (and with the EMA weights when the run keeps them);</li>"
+        "<li><b>loss is not accuracy</b>: the validation loss can rise (confident mistakes) while the validation "
+        "accuracy still improves;</li>"
+        "<li><b>the gap is only as honest as the split</b>: when validation clips share speakers, recordings or "
+        "conditions with training clips, a small gap says nothing about new ones (hold out by speaker or fold).</li>"
+        "</ul><p>Choose checkpoints and settings by the validation metric (the run does), and judge generalisation "
+        "on a held-out test split or fold.</p></div>"
+    )
 
 
 def _per_class_section(ctx: _Context) -> str:
@@ -291,6 +320,7 @@ def build_report(
         lambda: _metrics_section(ctx),
         lambda: _curves_section(ctx),
         lambda: _per_class_section(ctx),
+        lambda: tuning_section(files.run_dir, ctx.figures),
     ]
     if audio is not None:
         audio_path = Path(audio)

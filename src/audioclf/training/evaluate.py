@@ -39,6 +39,17 @@ def evaluate_loader(
     return metrics
 
 
+def default_evaluation_path(checkpoint: str | Path) -> Path:
+    """Where ``audioclf evaluate`` writes its figures without ``--output``: the run
+    directory of a checkpoint in ``<run>/checkpoints/`` (``<run>/evaluation.json``), else
+    beside the checkpoint (``<name>.evaluation.json``), never in a directory above it."""
+    path = Path(checkpoint)
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and (run / "config.yaml").is_file():
+        return run / "evaluation.json"
+    return path.with_name(f"{path.stem}.evaluation.json")
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     store_path: str | Path,

@@ -239,15 +239,21 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
-def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None) -> RunResult:
+def train(
+    config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None, *, test: bool = True
+) -> RunResult:
     """Train as configured; returns where everything went and the final figures.
 
     Everything is built here from the config and nothing else: calling ``train`` twice
     with the same config gives two independent runs from the same initial weights.
+    ``test=False`` never reads the test split or fold (hyperparameter search).
     """
     t0 = time.time()
     if not config.data.store:
         raise ValueError("data.store is not set: point it at a prepared store (audioclf prepare ...)")
+    if config.recipe == "auto":
+        raise ValueError("recipe=auto is resolved when the config is loaded: load it with "
+                         "audioclf.training.defaults.load_train_config")
     _check_precision(config)
     resume_dir, ckpt_path, resume_step = resume_target(config.trainer.resume)
     store = Store(config.data.store)
@@ -256,6 +262,8 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
     model = build_model(config, store, load_pretrained=ckpt_path is None)
     clip_samples = int(round(config.data.clip_seconds * store.sample_rate)) if config.data.clip_seconds else int(model.clip_samples)
     loaders = build_loaders(config, store, clip_samples)
+    if not test:
+        loaders["test"] = None
     t = config.trainer
     has_val = loaders["val"] is not None
     monitor = monitor_metric(store.multi_label) if has_val else None
@@ -313,7 +321,7 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    trainer.fit(task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path)
+    _fit(trainer, task, loaders, ckpt_path)
     if earlier_metrics:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
     best_cb = checkpoint_cbs[0]
@@ -335,6 +343,24 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         )
     result.seconds = time.time() - t0
     return result
+
+
+def _fit(trainer: L.Trainer, task: ClassificationTask, loaders: dict[str, DataLoader | None], ckpt_path: str | None) -> None:
+    """``trainer.fit`` with a resumed checkpoint read as data, and Ctrl-C kept a
+    ``KeyboardInterrupt``: Lightning catches it, shuts down and calls ``exit(1)``; the
+    run directory (``last.ckpt`` of the last finished epoch or step) stays resumable."""
+    from audioclf.models.checkpoints import safe_globals
+
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            trainer.fit(
+                task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path,
+                weights_only=True,
+            )
+    except SystemExit as err:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from err
+        raise
 
 
 def resume_target(resume: str | None) -> tuple[Path | None, str | None, int]:
