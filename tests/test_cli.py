@@ -55,6 +55,12 @@ def test_verbose_before_or_after_the_verb(argv: list[str]) -> None:
     assert args.verbose + getattr(args, "verbose_after", 0) == 1 and args.store == "STORE"
 
 
+def test_predict_takes_v_after_its_files() -> None:
+    # the case: `audioclf predict CKPT file.flac -v` was "unrecognized arguments: -v"
+    args = build_parser().parse_args(["predict", "best.ckpt", "file.flac", "-v"])
+    assert args.files == ["file.flac"] and args.verbose_after == 1
+
+
 def test_global_options_after_the_verb_do_not_reset_those_before() -> None:
     args = build_parser().parse_args(["-q", "--device", "cuda:1", "predict", "m.ckpt", "a.wav"])
     assert args.quiet is True and args.device == "cuda:1" and getattr(args, "verbose_after", 0) == 0
