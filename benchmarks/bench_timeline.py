@@ -7,7 +7,9 @@ builds a ``cnn_lite`` checkpoint bundle with random weights (speed and memory do
 depend on the weights), then, each in a fresh process so peak figures do not mix:
 
 * ``stream``: ``predict_timeline(path)``, the file read and resampled block by block;
-* ``in-memory``: ``load_audio(path)`` then ``predict_timeline(array)``, for contrast.
+* ``in-memory``: ``load_audio(path)`` then ``predict_timeline(array)``, for contrast;
+* ``predict`` / ``predict-in-memory``: the clip-level ``predict(path)`` (streamed the same
+  way) against ``predict(load_audio(path))`` (``--modes predict,predict-in-memory``).
 
 For each it prints the peak RSS increase over the process's state just before the call
 (``resource.getrusage`` high-water mark; the model is loaded and warmed up first), the
@@ -87,6 +89,10 @@ def measure(
     def run() -> object:
         if mode == "stream":
             return clf.predict_timeline(audio, hop=hop, batch_size=batch_size, block_seconds=block_seconds)
+        if mode == "predict":  # clip-level predict of a file: streamed too
+            return clf.predict(audio)
+        if mode == "predict-in-memory":
+            return clf.predict(load_audio(audio, clf.sample_rate)[0])
         wave, _ = load_audio(audio, clf.sample_rate)
         return clf.predict_timeline(wave, hop=hop, batch_size=batch_size)
 
@@ -103,9 +109,18 @@ def measure(
     run()
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    if mode.startswith("predict"):  # half-overlapping clip windows, no Timeline object
+        from audioclf.audio.io import audio_info
+        from audioclf.inference.timeline import count_windows
+
+        duration = audio_info(audio).duration
+        n = clf.clip_samples
+        frames = count_windows(int(duration * clf.sample_rate), n, n // 2)
+    else:
+        frames, duration = len(tl.starts), tl.duration
     return {
-        "mode": mode, "frames": len(tl.starts), "duration_s": tl.duration, "wall_s": wall,
-        "rtf": tl.duration / wall, "slowest_wall_s": max(walls), "rss_increase_mib": rss_increase, "traced_peak_mib": traced_peak / 2**20,
+        "mode": mode, "frames": frames, "duration_s": duration, "wall_s": wall,
+        "rtf": duration / wall, "slowest_wall_s": max(walls), "rss_increase_mib": rss_increase, "traced_peak_mib": traced_peak / 2**20,
     }
 
 

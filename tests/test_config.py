@@ -79,3 +79,63 @@ def test_saved_config_reloads_identically(tmp_path: Path) -> None:
     raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert raw["task"]["mix"]["methods"] == {"mixup": 1.0}
     assert load_config(tmp_path / "config.yaml") == c
+
+
+@pytest.mark.parametrize("name", ["../../X", "a/b", "..", ".", "", "a\\..\\b", ".hidden"])
+def test_run_names_cannot_leave_output_dir(name: str) -> None:
+    from audioclf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="name must be a plain directory name"):
+        load_config(None, [f"name={name!r}" if name else "name=''"])
+
+
+@pytest.mark.parametrize("text", ["[" * 1000, "a: &a [*a]", "model:\n  settings: &s {x: *s}", "name: &n [*n]"])
+def test_deep_or_recursive_yaml_is_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="deep.yaml"):
+        load_config(path)
+
+
+# -- fuzzing: any recipe text or override is a valid config or a ConfigError, never a crash ---------
+def test_fuzz_config_loader(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = st.sampled_from(["name", "seed", "data.store", "data.batch_size", "trainer.max_epochs", "optim.lr",
+                            "optim.name", "model.settings", "task.mix.methods", "trainer", "x.y", "data..store", ""])
+    values = st.one_of(st.sampled_from(["3", "-1", "1e30", "nan", ".inf", "[1, 2]", "{a: 1}", "null", "'../x'", "[",
+                                        "{", "!!python/object:os.system", "&a [*a]", "\"unterminated"]),
+                       st.text(max_size=12))
+    yaml_text = st.one_of(st.text(max_size=200), st.lists(st.tuples(keys, values), max_size=5).map(
+        lambda kv: "\n".join(f"{k.split('.')[0] or 'k'}:\n  {k.split('.')[-1] or 'v'}: {v}" for k, v in kv)))
+
+    @settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(yaml_text, st.lists(st.tuples(keys, values).map(lambda kv: f"{kv[0]}={kv[1]}") | st.text(max_size=20), max_size=4))
+    def run(text: str, overrides: list[str]) -> None:
+        path = tmp_path / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            cfg = load_config(path, overrides)
+        except ConfigError:
+            return
+        assert "/" not in cfg.name and cfg.data.batch_size >= 1
+
+    run()
+
+
+def test_fuzz_config_file_bytes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(max_size=300))
+    def run(data: bytes) -> None:
+        path = tmp_path / "bytes.yaml"
+        path.write_bytes(data)
+        try:
+            load_config(path)
+        except ConfigError as err:
+            assert "bytes.yaml" in str(err)
+
+    run()

@@ -21,7 +21,7 @@ import yaml
 
 from audioclf.config import Config, load_config
 from audioclf.models import create_model
-from audioclf.training.evaluate import read_bundle
+from audioclf.models.bundle import read_bundle
 from audioclf.training.trainer import train
 from tests.training.helpers import make_store
 

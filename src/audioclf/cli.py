@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from audioclf.errors import AudioclfError
+
 console = Console(stderr=True)
 out = Console()
 
@@ -81,6 +83,19 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
         elif isinstance(v, (int, str)):
             table.add_row(k, str(v))
     return table
+
+
+MODEL_SOURCE_HELP = ("model source: an audioclf checkpoint, a published checkpoint file (PANNs .pth, BEATs .pt, "
+                     "EAT best_model.pt/chkpnt.pt, ESPnet BEATs), a catalog name (see `audioclf models --pretrained`), "
+                     "a Hugging Face model directory or hf:ORG/REPO[@REV]")
+
+
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--offline``, shared by every verb that takes a model source."""
+    p.add_argument("--model", metavar="NAME", help="architecture of a published file when it is not recognised "
+                   "(a registered name, see `audioclf models`)")
+    p.add_argument("--offline", action="store_true", help="use only the download caches (as HF_HUB_OFFLINE=1); "
+                   "a missing file is named")
 
 
 def _setup_logging(verbose: int, trains: bool = False) -> None:
@@ -142,9 +157,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for text in args.option:
         key, value = parse_override(text)
         options[".".join(key)] = value
+    if args.path and args.root:
+        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+    args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
         dest = Path(args.out)
+    elif getattr(source, "hub_id", None):  # a Hub dataset: in the working directory
+        dest = Path(source.store_name())
     else:  # beside the data: in ROOT, or beside ROOT when it is a manifest file
         root = Path(args.root or ".")
         dest = (root.parent if root.is_file() else root) / source.store_name()
@@ -166,6 +186,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 @command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
+    p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
+                   help="the dataset's directory (the same as --root); for hf also a Hub dataset id, e.g. danavery/urbansound8K")
     p.add_argument("--root", help="dataset directory (downloads go here)")
     p.add_argument("--out", help="store path (default: the dataset's store name, e.g. esc50.h5, in ROOT)")
     p.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the dataset's own)")
@@ -196,8 +218,36 @@ def _datasets_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _pretrained_table(args: argparse.Namespace) -> int:
+    """``audioclf models --pretrained``: the published-weights catalog."""
+    from audioclf.models.pretrained import get_pretrained, list_pretrained
+
+    cols = ("name", "architecture", "source", "checksum", "licence", "published metric", "paper")
+    rows = []
+    for name in list_pretrained():
+        e = get_pretrained(name)
+        if args.filter and args.filter not in name:
+            continue
+        # the table shows URLs without their query string (BEATs' carries a long access signature)
+        source = e.source if args.json else e.source.split("?", 1)[0]
+        rows.append((e.name, e.architecture, source, e.checksum_text(), e.licence, e.metric, e.paper))
+    if args.json:
+        out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows]))
+        return 0
+    table = Table(title="published weights (audioclf predict NAME clip.wav)")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from audioclf.models import create_model, get_model_info, list_models
+
+    if args.pretrained:
+        return _pretrained_table(args)
 
     table = Table(title="models")
     for col in ("name", "family", "params", "sample rate", "clip", "description"):
@@ -231,6 +281,8 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=527, help="class count used to count parameters (default 527)")
     p.add_argument("--no-params", action="store_true", help="do not build the models to count parameters")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pretrained", action="store_true", help="list the published-weights catalog instead: name, "
+                   "architecture, source, checksum, licence, published metric")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -380,7 +432,7 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioclf.training.evaluate import evaluate_checkpoint
+    from audioclf.training.evaluate import default_evaluation_path, evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -388,7 +440,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     out.print(metrics_table(summary, f"{Path(args.checkpoint).name} on {Path(args.store).name} ({metrics['split']})"))
-    dest = Path(args.output) if args.output else Path(args.checkpoint).parent.parent / "evaluation.json"
+    dest = Path(args.output) if args.output else default_evaluation_path(args.checkpoint)
     # metrics.json style: what was evaluated, then the figures (per class and confusion matrix included)
     dest.write_text(json.dumps({"checkpoint": str(args.checkpoint), "store": str(args.store), **metrics}, indent=2))
     out.print(f"metrics written to {dest}")
@@ -409,7 +461,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fold", type=int, help="evaluate on this fold instead of a split")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json)")
+    p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json for a checkpoint in a run, "
+                   "else <checkpoint name>.evaluation.json beside it)")
     p.add_argument("--plots", metavar="DIR", help="also write the confusion matrix (single-label) and per-class "
                    "F1 or AP bars as PNG files to DIR")
 
@@ -451,7 +504,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from audioclf.inference import Classifier
 
-    clf = Classifier.from_checkpoint(args.checkpoint)
+    clf = Classifier.from_pretrained(args.checkpoint, model=args.model, offline=args.offline)
     if args.timeline:
         return _predict_timeline(clf, args)
     if args.out or args.window or args.hop:
@@ -469,10 +522,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "label audio files with a trained checkpoint", cmd_predict)
+@command("predict", "label audio files with a trained checkpoint or published weights", cmd_predict)
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     p.add_argument("files", nargs="+")
+    add_model_source_args(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON only")
     t = p.add_argument_group("timeline (long audio: sliding windows, frame-wise scores, events)")
@@ -492,7 +546,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         res = export_checkpoint(
             args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
-            verify=not args.no_verify,
+            verify=not args.no_verify, model=args.model, offline=args.offline,
         )
     except ImportError as err:  # onnx / onnxruntime missing: the message says what to install
         raise ValueError(str(err)) from err
@@ -507,7 +561,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx or .pt)")
     p.add_argument("--frontend", choices=("inside", "separate"), default="inside",
@@ -530,12 +585,40 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("store")
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from audioclf.data.store import verify_store
+
+    report = verify_store(args.store)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        console.print(f"{args.store}: {len(report.problems)} problem(s) found", highlight=False)
+        return 2
+    out.print(f"{args.store}: ok, {report.clips} clips in {report.files} file(s); "
+              f"checksums of {report.checked} file(s) match", highlight=False)
+    return 0
+
+
+@command("verify", "check a packed store completely: structure, labels, folds and the checksums prepare recorded", cmd_verify)
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Check a packed store (a file, or a shard directory) completely: attributes, offsets, targets and folds\n"
+        "(what every verb checks on opening it), then every array against the checksum prepare recorded,\n"
+        "which also catches flipped audio bytes. Exit 0: sound; exit 2: the problems are listed."
+    )
+    p.epilog = "examples:\n  audioclf verify esc50.h5\n  audioclf verify audioset/  # a shard directory"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("store", help="store file or shard directory")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from audioclf.reporting import write_report
 
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
-        fold=args.fold, rows=args.rows, title=args.title,
+        fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline,
     )
     out.print(f"report written to {path}")
     if args.plots:
@@ -545,7 +628,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command("report", "write a self-contained HTML report of a run (and of an audio file, with a playhead)", cmd_report)
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="run directory or checkpoint")
+    p.add_argument("target", help="run directory or checkpoint (or any model source: a published file, a catalog "
+                   "name, hf:ORG/REPO)")
+    add_model_source_args(p)
     p.add_argument("audio", nargs="?", help="audio file to show with its spectrogram, playhead and prediction timeline")
     p.add_argument("--out", help="HTML file (default: <run>/report.html)")
     p.add_argument("--store", help="evaluate the checkpoint on this store for per-class figures "
@@ -567,17 +652,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = ServiceSettings(
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_seconds, max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
+        batch_wait_ms=args.batch_wait_ms, max_decoded_samples=args.max_decoded_samples,
+        decode_workers=args.decode_workers, request_timeout=args.request_timeout, max_connections=args.max_connections,
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
     serve(args.checkpoint, args.host, args.port, settings, device=args.device,
-          log_level="debug" if args.verbose > 1 else "info")
+          log_level="debug" if args.verbose > 1 else "info", model=args.model, offline=args.offline)
     return 0
 
 
 @command("serve", "serve a checkpoint over HTTP (POST /predict, POST /timeline, a player page at /)", cmd_serve)
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted file, MiB (default 25)")
@@ -586,6 +673,142 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--max-decoded-samples", type=int, default=57_600_000,
+                   help="most samples (rate x seconds x channels, from the header) an upload may decode to "
+                   "(default 57.6 M: 48 kHz stereo for 10 minutes)")
+    p.add_argument("--decode-workers", type=int, default=2, help="uploads decoded at once (default 2)")
+    p.add_argument("--request-timeout", type=float, default=60.0,
+                   help="seconds a client has to send its request headers and body, then 408 / closed (default 60)")
+    p.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503 (default 64)")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.reporting.runs import locate_run
+
+    check_repo_id(args.repo_id)  # before any conversion
+    source = Path(args.source)
+    if is_hub_dir(source):  # written earlier with --dir: upload it as it is
+        if args.dir:
+            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+        url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
+        out.print(f"pushed {source} to {args.repo_id}: {url}")
+        return 0
+    files = locate_run(source)
+    if files.checkpoint is None:
+        raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
+    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
+    if args.dataset:
+        card["datasets"] = args.dataset
+    if args.dir:
+        folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
+        out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
+                  f"upload it with: audioclf push {folder} {args.repo_id}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="audioclf-push-") as tmp:
+        folder = save_bundle_pretrained(files.checkpoint, Path(tmp) / "model", metrics=metrics, card=card)
+        url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
+    out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
+    return 0
+
+
+def _store_card(files: Any) -> dict[str, Any]:
+    """What the run's store says about its data, for the model card: the dataset's name and,
+    for a Hub dataset, its id (nothing when the run's config or store is not at hand)."""
+    import yaml
+
+    from audioclf.data.store import Store
+
+    config = yaml.safe_load(files.config.read_text()) if files.config else None
+    store = ((config or {}).get("data") or {}).get("store")
+    if not store or not Path(store).exists():
+        return {}
+    try:
+        header = Store(store).header
+    except Exception as err:  # noqa: BLE001 - the card is made without it
+        logging.getLogger("audioclf").info("store %s not read for the model card (%s)", store, err)
+        return {}
+    hub_id = (header.provenance.get("hf_dataset") or {}).get("hub_id")
+    # the catalog's own datasets have telling names; "hf", "folder" say less than the file
+    name = hub_id or (header.dataset if header.dataset not in ("hf", "folder", "custom") else Path(store).stem)
+    return {"dataset": name, **({"datasets": [hub_id]} if hub_id else {})}
+
+
+@command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Write a run's best checkpoint (or any audioclf checkpoint) as model.safetensors, config.json and a "
+        "model card README.md (metrics, dataset, recipe, usage), then upload it to the Hub repository ORG/NAME "
+        "(created if missing). With --dir the directory is only written locally (save_pretrained); push that "
+        "directory later by naming it instead of the run. Log in first with `hf auth login` (or set HF_TOKEN)."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101 my-org/esc50-cnn14 --private\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101/checkpoints/best.ckpt my-org/esc50-cnn14 --dir esc50-cnn14\n"
+        "  audioclf push esc50-cnn14 my-org/esc50-cnn14 --revision v1"
+    )
+    p.add_argument("source", help="run directory, audioclf checkpoint, or a directory written with --dir")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository to upload to (named in the card's usage snippet)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to upload to (created from main when missing; default: main)")
+    p.add_argument("--dir", metavar="OUT", help="only write the Hub-format directory OUT; upload nothing")
+    p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="Hub dataset id the model was trained on, for the card (repeatable)")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from audioclf.inference import Classifier
+    from audioclf.inference.embed import (
+        EMBEDDING_FORMATS,
+        embed_files,
+        embed_store,
+        write_embeddings,
+    )
+
+    if Path(args.out).suffix.lower() not in EMBEDDING_FORMATS:
+        raise ValueError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
+    clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device)
+    store = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in (".h5", ".hdf5") or (
+        len(args.inputs) == 1 and Path(args.inputs[0]).is_dir())
+    if (args.split or args.fold is not None) and not store:
+        raise ValueError("--split and --fold select clips of a store; give one store (.h5 or a shard directory)")
+    with progress_bar() as prog:
+        if store:
+            emb = embed_store(clf, args.inputs[0], split=args.split, fold=args.fold, batch_size=args.batch_size,
+                              progress=prog)
+        else:
+            emb = embed_files(clf, args.inputs, batch_size=args.batch_size, progress=prog)
+    for path in write_embeddings(emb, args.out):
+        out.print(f"written: {path}")
+    out.print(f"{len(emb)} embeddings of dimension {emb.embeddings.shape[1]} ({clf.info['model']})")
+    return 0
+
+
+@command("embed", "write one clip embedding per audio file or store clip (.npy, .npz or .parquet)", cmd_embed)
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    p.description = ("Compute each clip's embedding (the model's documented one: PANNs fc1, EAT class token, "
+                     "BEATs/AST pooled encoder output) for audio files or the clips of a packed store, and write "
+                     "them with the file or clip name and label columns.")
+    p.epilog = ("examples:\n"
+                "  audioclf embed panns-cnn14 dog.wav rain.flac --out emb.npy      # + emb.csv (index,name,label)\n"
+                "  audioclf embed runs/esc50-*/checkpoints/best.ckpt esc50.h5 --fold 5 --out fold5.parquet\n"
+                "  audioclf embed Cnn14_mAP=0.431.pth clips/*.wav --model cnn14 --out emb.npz")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("model_source", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_STORE", help="audio files, or one packed store (.h5 or a "
+                   "shard directory)")
+    p.add_argument("--out", required=True, help="output: .npy (with a .csv sidecar), .npz or .parquet")
+    p.add_argument("--split", help="store split to embed (default: every clip)")
+    p.add_argument("--fold", type=int, help="store fold to embed instead of a split")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_model_source_args(p)
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -604,6 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors the library raises with a message meant for the user: AudioclfError, and the
+# built-in kinds raised before it existed
+_USER_ERRORS = (AudioclfError, ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError,
+                PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -612,14 +841,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return fn(args)
     except KeyboardInterrupt:
+        # what was finished stays: a .partial store, a download's .part, last.ckpt resume
         console.print("[red]interrupted[/]")
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError) as err:
-        # errors the library raised with a message meant for the user
+    except _USER_ERRORS as err:
         if args.verbose > 1:
             raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        msg = " ".join(str(msg).split()) or type(err).__name__  # one line
+        console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -14,9 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """A recipe or override is wrong; the message names the key and what is allowed."""
+from audioclf.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -53,7 +51,8 @@ class ModelConfig(_Section):
         None,
         description="checkpoint to start from: a published file or Hugging Face directory, an audioclf "
         "checkpoint, or an audioclf run directory (its best checkpoint); a glob such as "
-        "runs/us8k-pretrain-* picks the newest match",
+        "runs/us8k-pretrain-* picks the newest match; or a catalog name (panns-cnn14, see "
+        "`audioclf models --pretrained`) or a Hub id hf:ORG/REPO[@REV]",
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="overrides passed to create_model")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze")
@@ -139,6 +138,15 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_path_component(cls, v: str) -> str:
+        # the run directory is output_dir/<name>-<time>: a name with a separator or ".."
+        # would put it (and everything the run writes) somewhere else
+        if not v or v in (".", "..") or any(c in v for c in "/\\\x00") or v.startswith("."):
+            raise ValueError(f"name must be a plain directory name (no '/', '\\', or leading '.'), got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _folds_consistent(self) -> Config:
         d = self.data
@@ -167,8 +175,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML ({err})") from err
+    except (yaml.YAMLError, RecursionError) as err:  # RecursionError: nesting past Python's stack
+        raise ConfigError(f"override {key}: value {raw[:80]!r} is not valid YAML ({type(err).__name__}: {err})") from None
     return key.split("."), value
 
 
@@ -198,9 +206,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"{path}: is a directory, not a YAML config file")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     apply_overrides(raw, list(overrides or []))
@@ -208,10 +216,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    _check_acyclic(raw, source)
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    except RecursionError:  # a YAML alias that contains itself
+        raise ConfigError(f"{source}: a value refers to itself (a recursive YAML alias)") from None
+
+
+def _check_acyclic(node: Any, source: str, path: str = "", seen: tuple[int, ...] = ()) -> None:
+    """A YAML alias can make a value contain itself (``a: &x [*x]``): no config is that."""
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            raise ConfigError(f"{source}: {path or 'the config'} contains itself (a recursive YAML alias)")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            _check_acyclic(v, source, f"{path}.{k}" if path else str(k), (*seen, id(node)))
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -43,12 +44,11 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audioclf.inference.classifier import Classifier
-from audioclf.inference.timeline import count_windows, ranked
+from audioclf.inference.timeline import Timeline, WindowCutter, count_windows, ranked
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,19 @@ class ServiceSettings:
     timeline_max_classes: int = 50  # classes in a /timeline answer unless ?max_classes= says otherwise
     timeline_min_hop: float = 0.01  # seconds: the smallest ?hop= /timeline accepts
     timeline_max_windows: int = 10_000  # windows one /timeline request may score
+    # decoded samples (native rate x duration x channels, from the header, before decoding):
+    # 48 kHz stereo for 10 minutes; a 384 kHz FLAC of silence is refused from its header
+    max_decoded_samples: int = 48_000 * 2 * 600
+    decode_workers: int = 2  # uploads decoded at once (each holds at most a block at the native rate)
+    request_timeout: float = 60.0  # seconds for a request's headers and body to arrive; then 408 / closed
+    max_connections: int = 64  # open connections at once; more get 503 (uvicorn's limit_concurrency)
 
     def __post_init__(self) -> None:
         checks = {
+            "max_decoded_samples": self.max_decoded_samples >= 1,
+            "decode_workers": self.decode_workers >= 1,
+            "request_timeout": self.request_timeout > 0,
+            "max_connections": self.max_connections >= 1,
             "max_upload_bytes": self.max_upload_bytes > 0,
             "max_seconds": self.max_seconds > 0,
             "max_batch": self.max_batch >= 1,
@@ -371,10 +381,13 @@ async def read_upload(request: Request, settings: ServiceSettings) -> Upload:
     return Upload(name, data)
 
 
-def decode_upload(upload: Upload, sample_rate: int, max_seconds: float) -> np.ndarray:
+def decode_upload(upload: Upload, sample_rate: int, max_seconds: float, max_decoded_samples: int | None = None) -> np.ndarray:
     """Mono float32 audio at ``sample_rate`` from uploaded bytes; HTTP 422 when they are
-    not audio or run longer than ``max_seconds``. Blocking: call in a thread."""
-    from audioclf.audio.io import AudioDecodeError, audio_info, load_audio
+    not audio, run longer than ``max_seconds`` or hold more than ``max_decoded_samples``
+    (rate x duration x channels, read from the header before anything is decoded).
+    Decoded block by block, so memory holds the result at ``sample_rate`` plus one block,
+    whatever the file's own rate. Blocking: call in a thread."""
+    from audioclf.audio.io import AudioDecodeError, audio_info, stream_audio
 
     suffix = Path(upload.name).suffix.lower()
     suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
@@ -386,12 +399,113 @@ def decode_upload(upload: Upload, sample_rate: int, max_seconds: float) -> np.nd
             if info.duration > max_seconds:
                 raise HTTPException(422, f"{upload.name!r} is {info.duration:.1f} s long; this service accepts "
                                          f"audio up to {max_seconds:g} s")
-            wave, _ = load_audio(path, sample_rate)
+            samples = info.frames * info.channels
+            if max_decoded_samples is not None and samples > max_decoded_samples:
+                raise HTTPException(422, f"{upload.name!r} would decode to {samples} samples ({info.sample_rate} Hz x "
+                                         f"{info.duration:.1f} s x {info.channels} channel(s)); this service decodes at most "
+                                         f"{max_decoded_samples}")
+            # a header may understate the length: stop once past what it allowed
+            limit = int(max_seconds * sample_rate) + sample_rate
+            blocks, total = [], 0
+            for block in stream_audio(path, sample_rate, block_seconds=5.0):
+                total += block.size
+                if total > limit:
+                    raise HTTPException(422, f"{upload.name!r} holds more audio than its header declares; refused")
+                blocks.append(block)
         except AudioDecodeError as err:
             # the message names the temporary file: name the upload instead
             reason = str(err).replace(str(path), repr(upload.name))
             raise HTTPException(422, f"not an audio file this service can decode: {reason}") from err
-    return wave
+    return np.concatenate(blocks)
+
+
+class _TooSlow(Exception):
+    pass
+
+
+class RequestDeadline:
+    """ASGI middleware: a request body must arrive within ``seconds`` of the request, or
+    the client gets 408 and the connection is closed (a slow upload holds a connection
+    and a buffer; one that trickles forever would hold them forever)."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        started = False
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no deadline
+                return await receive()
+            remaining = deadline - loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                raise _TooSlow from None
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except _TooSlow:
+            if started:
+                raise
+            log.info("closing a request whose body did not arrive within %g s", self.seconds)
+            response = JSONResponse({"detail": f"request body not received within {self.seconds:g} s"}, status_code=408,
+                                    headers={"connection": "close"})
+            await response({"type": "http"}, _no_receive, send)
+
+
+def slow_client_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose request headers do not arrive
+    within ``seconds`` (of connecting, or of the previous response): uvicorn alone waits
+    forever for them."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class SlowClientGuard(H11Protocol):
+        header_timeout = seconds
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def _arm(self) -> None:
+            old = getattr(self, "_guard", None)
+            if old is not None:
+                old.cancel()
+            armed_for = self.cycle  # a new request replaces it once its headers are in
+            self._guard = self.loop.call_later(self.header_timeout, self._check, armed_for)
+
+        def _check(self, armed_for: Any) -> None:
+            if self.cycle is armed_for and not self.transport.is_closing():
+                log.info("closing a connection that sent no complete request within %g s", self.header_timeout)
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            guard = getattr(self, "_guard", None)
+            if guard is not None:
+                guard.cancel()
+            super().connection_lost(exc)
+
+    return SlowClientGuard
 
 
 # --- the application ---------------------------------------------------------------------
@@ -428,20 +542,39 @@ def create_app(
     def score_windows(windows: np.ndarray) -> np.ndarray:
         return classifier.score_windows(windows, settings.max_batch)
 
+    async def score_chunked(windows: Iterable[np.ndarray], batcher: MicroBatcher) -> np.ndarray:
+        """Scores ``(windows, classes)``, handed to the batcher ``max_batch`` windows at a
+        time: a long recording waits its turn chunk by chunk, so the requests that arrive
+        meanwhile are scored between its chunks instead of after all of them."""
+        parts = []
+        chunk: list[np.ndarray] = []
+        for w in windows:
+            chunk.append(w)
+            if len(chunk) == settings.max_batch:
+                parts.append(await batcher.score(np.stack(chunk)))
+                chunk = []
+        if chunk:
+            parts.append(await batcher.score(np.stack(chunk)))
+        return np.concatenate(parts)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # one thread owns the model: batches and timelines queue for it
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audioclf-model")
+        # decoding has its own bounded pool: at most decode_workers uploads are decoded at once
+        decoders = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="audioclf-decode")
         batcher = MicroBatcher(score_windows, executor, settings.max_batch, settings.batch_wait_ms / 1000)
         batcher.start()
         app.state.batcher = batcher
         app.state.executor = executor
+        app.state.decoders = decoders
         log.info("serving %s (%s, %d classes)", name, task, len(classifier.label_names))
         try:
             yield
         finally:
             await batcher.stop()
             executor.shutdown(wait=True)
+            decoders.shutdown(wait=True)
 
     app = FastAPI(
         title="audioclf",
@@ -450,6 +583,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK, file_limit=settings.max_upload_bytes)
+    app.add_middleware(RequestDeadline, seconds=settings.request_timeout)  # outermost: it times the whole body
 
     def check_window_count(samples: int, hop: float | None) -> None:
         """HTTP 422 when a /timeline ``hop`` would cut more windows than the service scores."""
@@ -468,14 +602,18 @@ def create_app(
         upload = await read_upload(request, settings)
         if check is not None:
             check()
-        wave = await run_in_threadpool(decode_upload, upload, classifier.sample_rate, settings.max_seconds)
+        wave = await asyncio.get_running_loop().run_in_executor(
+            request.app.state.decoders, decode_upload, upload, classifier.sample_rate, settings.max_seconds,
+            settings.max_decoded_samples)
         return upload, wave
 
     @app.post("/predict", response_model=PredictResponse, responses=error_responses(), openapi_extra=upload_body(),
               summary="ranked labels of an uploaded recording")
     async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)) -> PredictResponse:
         upload, wave = await decoded(request)
-        window_scores = await request.app.state.batcher.score(classifier.windows(wave))
+        n = classifier.clip_samples
+        windows = (w for _, w in WindowCutter(n, n // 2).cut([wave]))  # as Classifier.windows, lazily
+        window_scores = await score_chunked(windows, request.app.state.batcher)
         clip = window_scores.mean(axis=0)  # as Classifier.scores: windows averaged
         order = ranked(clip, top_k)  # as Classifier.predict
         return PredictResponse(
@@ -491,28 +629,44 @@ def create_app(
         request: Request,
         spectrogram: bool = Query(False, description="include a display spectrogram (PNG data URI)"),
         max_classes: int = Query(settings.timeline_max_classes, ge=1, description="classes kept, by peak score"),
-        hop: float | None = Query(None, gt=0, description=f"seconds between windows (default: half a window; at least "
-                                  f"{settings.timeline_min_hop:g} s and at most {settings.timeline_max_windows} windows)"),
+        hop: float | None = Query(None, gt=0, allow_inf_nan=False, description=f"seconds between windows (default: half "
+                                  f"a window; at least {settings.timeline_min_hop:g} s and at most "
+                                  f"{settings.timeline_max_windows} windows)"),
     ) -> JSONResponse:
-        from audioclf.reporting.player import analyse_audio, timeline_payload
+        from audioclf.reporting.player import display_spectrogram, timeline_payload
 
         def check_hop() -> None:
-            if hop is not None and hop < settings.timeline_min_hop:
-                raise HTTPException(422, f"hop={hop:g} s is too small: this service accepts hop >= "
+            if hop is not None and not (math.isfinite(hop) and hop >= settings.timeline_min_hop):
+                raise HTTPException(422, f"hop={hop:g} s is not allowed: this service accepts finite hop >= "
                                          f"{settings.timeline_min_hop:g} s")
 
-        upload, wave = await decoded(request, check_hop)
+        check_hop()  # before the upload is even read
+        upload, wave = await decoded(request)
         check_window_count(wave.size, hop)
+        win = classifier.clip_samples
+        step = win // 2 if hop is None else int(round(hop * classifier.sample_rate))
+        if step < 1:
+            raise HTTPException(422, f"hop={hop:g} s is shorter than one sample at {classifier.sample_rate} Hz")
+        cutter = WindowCutter(win, step)
+        starts: list[int] = []
 
-        def work() -> dict[str, Any]:
-            view = analyse_audio(classifier, wave, hop=hop, spectrogram=spectrogram)
-            return timeline_payload(view.timeline, view.spectrogram, max_classes=max_classes)
+        def windows() -> Iterator[np.ndarray]:
+            for start, w in cutter.cut([wave]):
+                starts.append(start)
+                yield w
 
-        try:
-            payload = await asyncio.get_running_loop().run_in_executor(request.app.state.executor, work)
-        except ValueError as err:  # e.g. a hop the model cannot use
-            raise HTTPException(422, str(err)) from err
-        return JSONResponse({"file": upload.name, "task": task, **payload})
+        # scored chunk by chunk through the batcher, between other requests (see score_chunked)
+        scores = await score_chunked(windows(), request.app.state.batcher)
+        tl = Timeline.from_windows(starts, scores, rate=float(classifier.sample_rate), window=win, hop=step,
+                                   total=cutter.total, label_names=classifier.label_names, multi_label=classifier.multi_label)
+
+        def payload() -> dict[str, Any]:
+            spec = display_spectrogram(wave, classifier.sample_rate) if spectrogram else None
+            return timeline_payload(tl, spec, max_classes=max_classes)
+
+        # the spectrogram and the JSON are CPU work too, but not the model's: the decode pool
+        body = await asyncio.get_running_loop().run_in_executor(request.app.state.decoders, payload)
+        return JSONResponse({"file": upload.name, "task": task, **body})
 
     @app.get("/health", response_model=HealthResponse, summary="model facts, limits, batching counters")
     async def health(request: Request) -> HealthResponse:
@@ -525,7 +679,9 @@ def create_app(
             clip_seconds=classifier.clip_samples / classifier.sample_rate,
             limits={"max_upload_bytes": settings.max_upload_bytes, "max_seconds": settings.max_seconds,
                     "max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
-                    "timeline_min_hop": settings.timeline_min_hop, "timeline_max_windows": settings.timeline_max_windows},
+                    "timeline_min_hop": settings.timeline_min_hop, "timeline_max_windows": settings.timeline_max_windows,
+                    "max_decoded_samples": settings.max_decoded_samples, "decode_workers": settings.decode_workers,
+                    "request_timeout": settings.request_timeout, "max_connections": settings.max_connections},
             batching=request.app.state.batcher.stats.model_copy(),
         )
 
@@ -549,12 +705,18 @@ def serve(
     settings: ServiceSettings | None = None,
     device: str = "cpu",
     log_level: str = "info",
+    *,
+    model: str | None = None,
+    offline: bool = False,
 ) -> None:
-    """Load ``checkpoint`` and serve it with uvicorn until interrupted."""
+    """Load ``checkpoint`` (any model source: an audioclf checkpoint, a published file, a
+    catalog name, ``hf:ORG/REPO``) and serve it with uvicorn until interrupted."""
     import uvicorn
 
     t0 = time.time()
-    classifier = Classifier.from_checkpoint(checkpoint, device)
+    classifier = Classifier.from_pretrained(checkpoint, model=model, offline=offline, device=device)
     app = create_app(classifier, settings, model_name=f"{classifier.info.get('model', 'model')} ({Path(checkpoint).name})")
     log.info("loaded %s in %.1f s; listening on http://%s:%d", checkpoint, time.time() - t0, host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    settings = settings or ServiceSettings()
+    uvicorn.run(app, host=host, port=port, log_level=log_level, http=slow_client_protocol(settings.request_timeout),
+                limit_concurrency=settings.max_connections, timeout_keep_alive=5)

@@ -79,3 +79,82 @@ def test_audio_info(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.flac", _tone(22050, 2.0), 22050)
     info = audio_info(tmp_path / "a.flac")
     assert info.sample_rate == 22050 and info.channels == 1 and info.duration == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(5e29, "samples reach 5e\\+29"), (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+def test_absurd_or_non_finite_float_samples_are_an_error_naming_the_file(tmp_path: Path, bad: float, message: str) -> None:
+    from audioclf.audio.io import decode_bytes, stream_audio
+
+    x = _tone(16000)
+    x[100] = bad
+    path = tmp_path / "loud.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match=rf"loud.wav: .*{message}"):
+        load_audio(path)
+    with pytest.raises(AudioDecodeError, match=message):
+        list(stream_audio(path, 8000))
+    with pytest.raises(AudioDecodeError, match=message):
+        decode_bytes(path.read_bytes(), name="upload.wav")
+
+
+def test_float_files_a_little_over_full_scale_still_load(tmp_path: Path) -> None:
+    x = _tone(16000) * 3.0  # peaks at 1.5: a float mix that clipped, still audio
+    sf.write(tmp_path / "hot.wav", x, 16000, subtype="FLOAT")
+    y, _ = load_audio(tmp_path / "hot.wav")
+    assert np.allclose(y, x)
+
+
+# -- fuzzing: whatever the bytes, a clear AudioDecodeError or finite audio, never a crash ------------
+def _seed_files() -> list[bytes]:
+    import io
+
+    x = _tone(8000, 0.05)
+    out = []
+    for fmt, subtype in (("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")):
+        buf = io.BytesIO()
+        sf.write(buf, x, 8000, format=fmt, subtype=subtype)
+        out.append(buf.getvalue())
+    return out
+
+
+SEEDS = _seed_files()
+
+
+def _decodes_or_says_why(data: bytes) -> None:
+    from audioclf.audio.io import decode_bytes
+
+    try:
+        audio, rate = decode_bytes(data, name="fuzz")
+    except AudioDecodeError as err:
+        assert "fuzz" in str(err)
+        return
+    assert audio.dtype == np.float32 and audio.ndim == 1 and rate > 0
+    assert np.all(np.isfinite(audio))
+
+
+def test_fuzz_decoder_on_random_bytes() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(max_size=2048) | st.sampled_from([b"RIFF", b"fLaC", b"OggS"]).flatmap(lambda m: st.binary(max_size=512).map(lambda b: m + b)))
+    def run(data: bytes) -> None:
+        _decodes_or_says_why(data)
+
+    run()
+
+
+def test_fuzz_decoder_on_damaged_real_files() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(range(len(SEEDS))), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
+           st.integers(0, 10**6))
+    def run(which: int, edits: list[tuple[int, int]], cut: int) -> None:
+        data = bytearray(SEEDS[which])
+        for pos, value in edits:  # overwrite bytes, headers included
+            data[pos % len(data)] = value
+        _decodes_or_says_why(bytes(data[: max(1, cut % (len(data) + 1))]))
+
+    run()

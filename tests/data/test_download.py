@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tarfile
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from audioclf.data.download import (
     ArchiveError,
     ChecksumError,
     DownloadError,
+    ExtractLimits,
     Remote,
     download,
     extract,
@@ -222,3 +224,185 @@ def test_extract_rejects_what_is_not_an_archive(tmp_path):
     junk.write_bytes(os.urandom(2048))
     with pytest.raises(ArchiveError, match="not a zip or tar"):
         extract(junk, tmp_path / "out")
+
+
+# -- hostile archives ---------------------------------------------------------------------------
+def realpath_chain_tar(path: Path, target_name: str) -> Path:
+    """The CVE-2025-4517 pattern: directories of 247 characters reached through one-letter
+    symlinks until the resolved path passes PATH_MAX (where ``os.path.realpath`` stops
+    resolving), a symlink up out of the tree behind them, and a hard link through it to
+    ``target_name`` beside the extraction directory, then a file written over that link."""
+    long = "d" * 247
+    steps = "abcdefghijklmnop"
+    with tarfile.open(path, "w") as tf:
+        here = ""
+        for step in steps:
+            d = tarfile.TarInfo(posixpath_join(here, long))
+            d.type = tarfile.DIRTYPE
+            tf.addfile(d)
+            link = tarfile.TarInfo(posixpath_join(here, step))
+            link.type, link.linkname = tarfile.SYMTYPE, long
+            tf.addfile(link)
+            here = posixpath_join(here, long)
+        up = tarfile.TarInfo("/".join(steps) + "/" + "l" * 254)
+        up.type, up.linkname = tarfile.SYMTYPE, "../" * len(steps)
+        tf.addfile(up)
+        escape = tarfile.TarInfo("escape")
+        escape.type, escape.linkname = tarfile.SYMTYPE, up.name + "/.."  # the extraction directory's parent
+        tf.addfile(escape)
+        hard = tarfile.TarInfo("overwrite")
+        hard.type, hard.linkname = tarfile.LNKTYPE, f"escape/{target_name}"
+        tf.addfile(hard)
+        add_bytes(tf, "overwrite", b"written through the chain")
+        add_bytes(tf, f"escape/new-{target_name}", b"created outside")
+    return path
+
+
+def posixpath_join(a: str, b: str) -> str:
+    return f"{a}/{b}" if a else b
+
+
+def outside_snapshot(root: Path, dest: Path) -> dict[str, bytes]:
+    """Every file under ``root`` but outside ``dest``, with its bytes."""
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_relative_to(dest)}
+
+
+def test_realpath_chain_archive_writes_nothing_outside(tmp_path):
+    (tmp_path / "victim.txt").write_bytes(b"original")
+    archive = realpath_chain_tar(tmp_path / "chain.tar", "victim.txt")
+    dest = tmp_path / "root"
+    before = outside_snapshot(tmp_path, dest)
+    with pytest.raises(ArchiveError, match="is a link"):
+        extract(archive, dest)
+    assert outside_snapshot(tmp_path, dest) == before
+    assert (tmp_path / "victim.txt").read_bytes() == b"original"
+    assert not (tmp_path / "new-victim.txt").exists()
+    assert not any(p.is_symlink() for p in dest.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        _member("inner-link", tarfile.SYMTYPE, linkname="ok.txt"),  # even pointing inside
+        _member("inner-hard", tarfile.LNKTYPE, linkname="ok.txt"),
+        _member("pipe", tarfile.FIFOTYPE),
+        _member("blockdev", tarfile.BLKTYPE),
+        _member("C:/evil.txt", size=4),
+        _member("a\\..\\..\\evil.txt", size=4),
+    ],
+    ids=["symlink-inside", "hardlink-inside", "fifo", "block-device", "drive-letter", "backslash-dotdot"],
+)
+def test_extract_refuses_every_link_device_and_odd_name(tmp_path, member):
+    archive = _tar_with(tmp_path / "odd.tar", member, b"evil" if member.size else b"")
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError, match="refus"):
+        extract(archive, dest)
+    assert not any(p.is_symlink() or p.name.endswith("evil.txt") for p in tmp_path.rglob("*"))
+    assert not extraction_marker(archive, dest).exists()
+
+
+def test_extract_never_writes_through_a_link_already_there(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "top").symlink_to(outside, target_is_directory=True)
+    archive = make_tar(tmp_path / "a.tar.gz", {"top/x.txt": b"one"})
+    with pytest.raises(ArchiveError, match="symbolic link"):
+        extract(archive, dest)
+    assert not (outside / "x.txt").exists()
+
+
+def test_zip_symlink_entry_is_refused_clearly(tmp_path):
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", "fine")
+        info = zipfile.ZipInfo("top/link")
+        info.external_attr = (0o120777 << 16)  # S_IFLNK: how zip stores a symlink
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(ArchiveError, match=r"'top/link' is a symbolic link"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "top").exists() and not (tmp_path / "out" / "ok.txt").exists()
+
+
+def test_zip_bomb_stops_before_writing(tmp_path):
+    # 64 MiB of zeros deflate to ~64 kB: a ratio near 1000, the signature of a bomb
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.txt", "fine")
+        with zf.open("top/zeros.bin", "w") as f:
+            for _ in range(64):
+                f.write(bytes(2**20))
+    assert archive.stat().st_size < 2**20
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError, match=r"'top/zeros.bin'.*ratio above 200"):
+        extract(archive, dest)
+    assert not (dest / "top").exists() and not (dest / "ok.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (ExtractLimits(max_members=3), "more than 3 members"),
+        (ExtractLimits(max_total_bytes=5000), "past 5000 bytes"),
+        (ExtractLimits(max_ratio=2.0, ratio_floor=1000), "more than 2 times its size"),
+    ],
+    ids=["members", "total-bytes", "archive-ratio"],
+)
+def test_tar_limits(tmp_path, limits, message):
+    members = {f"top/f{i}.bin": bytes(3000) for i in range(5)}
+    archive = make_tar(tmp_path / "many.tar.gz", members)
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError, match=message):
+        extract(archive, dest, limits=limits)
+    assert not extraction_marker(archive, dest).exists()
+    extract(archive, dest)  # the defaults let it through
+    assert len(list((dest / "top").iterdir())) == 5
+
+
+def test_limits_come_from_the_environment(tmp_path, monkeypatch):
+    archive = make_tar(tmp_path / "a.tar.gz", {f"f{i}": b"x" for i in range(4)})
+    monkeypatch.setenv("AUDIOCLF_EXTRACT_MAX_MEMBERS", "2")
+    with pytest.raises(ArchiveError, match="more than 2 members"):
+        extract(archive, tmp_path / "out")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "ftp://127.0.0.1/x.zip", "/etc/hostname", "http:///nohost"])
+def test_only_http_urls_are_fetched(tmp_path, url):
+    with pytest.raises(DownloadError, match="only http"):
+        download(url, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_chain_archive_served_as_a_dataset_fails_cleanly(http_server, tmp_path, capsys):
+    # the whole path a user takes: prepare downloads the archive and refuses it, exit 2
+    from audioclf.cli import main
+
+    (tmp_path / "victim.txt").write_bytes(b"original")
+    archive = realpath_chain_tar(tmp_path / "x.tar", "victim.txt")
+    url = http_server.put("x.tar", archive.read_bytes())
+    root = tmp_path / "us8k"
+    before = outside_snapshot(tmp_path, root)
+    code = main(["prepare", "urbansound8k", "--root", str(root), "-o", f"url={url}", "-o",
+                 f"checksum=sha256:{sha256(archive.read_bytes())}"])
+    assert code == 2
+    assert "is a link" in capsys.readouterr().err
+    assert outside_snapshot(tmp_path, root) == before
+
+
+def test_failed_download_is_one_line_and_exit_2(http_server, tmp_path, capsys, monkeypatch):
+    from audioclf.cli import main
+
+    monkeypatch.setattr("audioclf.data.download.time.sleep", lambda s: None)  # retries without waiting
+
+    code = main(["prepare", "esc50", "--root", str(tmp_path / "esc"), "-o", f"url={http_server.url('missing.zip')}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "missing.zip" in err and "404" in err and "Traceback" not in err
+    # connection refused: nothing listens on this port any more
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = main(["prepare", "esc50", "--root", str(tmp_path / "esc2"), "-o", f"url=http://127.0.0.1:{port}/a.zip"])
+    assert code == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err

@@ -136,3 +136,13 @@ def test_every_clip_failing_stops_with_the_first_error(tmp_path):
         prepare_dataset(create_source("folder", tmp_path / "files"), tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists() and not partial_path(tmp_path / "o.h5").exists()
 
+
+
+def test_prepare_records_checksums_that_verify(tmp_path: Path) -> None:
+    from audioclf.data.catalog import create_source
+    from audioclf.data.prepare import prepare_dataset
+    from audioclf.data.store import verify_store
+
+    prepare_dataset(create_source("synthetic", clips_per_class=2, seconds=0.5), tmp_path / "s.h5")
+    report = verify_store(tmp_path / "s.h5")
+    assert report.ok and report.checked == 1 and not report.notes

@@ -166,3 +166,187 @@ def test_reads_from_dataloader_workers(tmp_path: Path) -> None:
     batches = list(DataLoader(_Reads(store), batch_size=8, num_workers=2))
     got = torch.cat(batches).numpy()
     np.testing.assert_allclose(got, np.stack([c[:40] for c in clips]), atol=1 / 32767)
+
+
+# -- integrity: each corruption is named on open, or by verify -------------------------------------
+def _sound_store(path: Path, task: str = "single_label") -> Path:
+    with StoreWriter(path, _header(task)) as w:
+        for i, a in enumerate(_clips(12)):
+            target = i % 3 if task == "single_label" else [i % 3]
+            w.add(a, target, clip_id=f"id{i}", source=f"{i}.wav", fold=i % 4 + 1, split="train")
+    return path
+
+
+def _corrupt(path: Path, name: str, index: int | slice, value) -> None:
+    with h5py.File(path, "r+") as f:
+        f[name][index] = value
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "value", "message"),
+    [
+        ("offsets", 3, -5, "offsets do not increase at clip 2"),
+        ("offsets", 5, 10, "offsets do not increase at clip 4"),
+        ("offsets", 0, 3, "offsets start at 3"),
+        ("offsets", 12, 10**9, "past the .* audio samples"),
+        ("targets", 4, -1, r"target\(s\) outside 0..2, first at clip 4 \(-1\)"),
+        ("targets", 7, 3, r"outside 0..2, first at clip 7 \(3\)"),
+        ("fold", 2, 0, "fold 0 at clip 2"),
+        ("fold", 2, -7, "fold -7 at clip 2"),
+    ],
+    ids=["negative-offset", "offset-back", "offset-start", "offset-past-end", "target-minus-one", "target-too-big",
+         "fold-zero", "fold-negative"],
+)
+def test_opening_names_the_file_and_the_fault(tmp_path: Path, name: str, index: int, value: int, message: str) -> None:
+    path = _sound_store(tmp_path / "s.h5")
+    _corrupt(path, name, index, value)
+    with pytest.raises(StoreError, match=rf"s\.h5: damaged store: .*{message}"):
+        Store(path)
+
+
+@pytest.mark.parametrize(
+    ("attr", "value", "message"),
+    [
+        ("label_names", "not json", "damaged store header"),
+        ("sample_rate", -8000, "sample_rate must be positive"),
+        ("task", "regression", "task must be one of"),
+        ("num_clips", 99, "holds 12 entries for 99 clips"),
+    ],
+)
+def test_bad_attributes_are_named(tmp_path: Path, attr: str, value, message: str) -> None:
+    path = _sound_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs[attr] = value
+    with pytest.raises(StoreError, match=rf"s\.h5: .*{message}"):
+        Store(path)
+
+
+def test_multi_hot_values_other_than_0_1_are_named(tmp_path: Path) -> None:
+    path = _sound_store(tmp_path / "m.h5", task="multi_label")
+    _corrupt(path, "targets", (3, 1), 7)
+    with pytest.raises(StoreError, match="m.h5: damaged store: multi-hot targets"):
+        Store(path)
+
+
+def test_verify_finds_flipped_audio_and_metadata(tmp_path: Path) -> None:
+    from audioclf.data.store import verify_store
+
+    path = _sound_store(tmp_path / "s.h5")
+    report = verify_store(path)
+    assert report.ok and report.checked == 1 and report.clips == 12, report
+    with h5py.File(path, "r+") as f:
+        f["audio"][40] = f["audio"][40] ^ 0x0100  # one flipped bit: opening cannot see it
+        f["clip_id"][5] = "other"
+    Store(path)  # structurally fine
+    report = verify_store(path)
+    assert not report.ok
+    assert any("audio: checksum mismatch" in p for p in report.problems)
+    assert any("clip_id: checksum mismatch" in p for p in report.problems)
+
+
+def test_verify_checks_every_shard_and_reports_structure_faults(tmp_path: Path) -> None:
+    from audioclf.data.store import verify_store
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    for k in range(2):
+        _sound_store(d / f"part-{k:05d}.h5")
+    write_shard_index(d)
+    assert verify_store(d).ok and verify_store(d).checked == 2
+    _corrupt(d / "part-00001.h5", "audio", 7, 123)
+    problems = verify_store(d).problems
+    assert len(problems) == 1 and "part-00001.h5: audio" in problems[0]
+    _corrupt(d / "part-00000.h5", "targets", 0, -1)
+    assert "part-00000.h5: damaged store" in verify_store(d).problems[0]
+
+
+def test_a_store_without_checksums_is_noted_not_failed(tmp_path: Path) -> None:
+    from audioclf.data.store import verify_store
+
+    path = _sound_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        del f.attrs["checksums"]  # as written before checksums existed
+    report = verify_store(path)
+    assert report.ok and report.checked == 0 and "no checksums recorded" in report.notes[0]
+
+
+def test_verify_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audioclf.cli import main
+
+    path = _sound_store(tmp_path / "s.h5")
+    assert main(["verify", str(path)]) == 0
+    assert "12 clips" in capsys.readouterr().out
+    _corrupt(path, "audio", 3, 999)
+    assert main(["verify", str(path)]) == 2
+    assert "audio: checksum mismatch" in capsys.readouterr().err
+    _corrupt(path, "targets", 1, 17)
+    assert main(["info", str(path)]) == 2  # and every other verb that opens it
+    assert "target(s) outside 0..2" in capsys.readouterr().err
+
+
+# -- fuzzing: a damaged store opens with a StoreError naming it, or reads back sound clips ---------
+def _opens_cleanly_or_says_why(path: Path) -> None:
+    try:
+        s = Store(path)
+    except StoreError as err:
+        assert path.name in str(err)
+        return
+    for i in range(len(s)):  # what opened is usable: every clip, target and fold
+        assert s.read_audio(i).size > 0
+    s.target_matrix()
+    s.summary()
+    s.close()
+
+
+def test_fuzz_store_reader_on_edited_arrays_and_attributes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = _sound_store(tmp_path / "good.h5")
+    sound = good.read_bytes()
+    edits = st.one_of(
+        st.tuples(st.sampled_from(["offsets", "targets", "fold"]), st.integers(0, 12), st.integers(-2**40, 2**40)),
+        st.tuples(st.just("attr"), st.sampled_from(["num_clips", "sample_rate", "label_names", "task", "provenance",
+                                                    "format_version", "complete"]),
+                  st.one_of(st.integers(-10, 10**6), st.text(st.characters(blacklist_characters="\x00"), max_size=20), st.just("[]"), st.just('["a", "a"]'))),
+        st.tuples(st.just("drop"), st.sampled_from(["audio", "offsets", "targets", "fold", "split", "clip_id"]), st.none()),
+    )
+
+    @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(edits, min_size=1, max_size=3))
+    def run(changes) -> None:
+        path = tmp_path / "fuzz.h5"
+        path.write_bytes(sound)
+        with h5py.File(path, "r+") as f:
+            for kind, key, value in changes:
+                if kind == "attr":
+                    f.attrs[key] = value
+                elif kind == "drop":
+                    if key in f:
+                        del f[key]
+                elif kind in f:
+                    ds = f[kind]
+                    ds[key % ds.shape[0]] = np.clip(value, np.iinfo(ds.dtype).min, np.iinfo(ds.dtype).max)
+        _opens_cleanly_or_says_why(path)
+
+    run()
+
+
+def test_fuzz_store_reader_on_flipped_file_bytes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sound = _sound_store(tmp_path / "good.h5").read_bytes()
+
+    @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(sound) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.integers(1, len(sound)))
+    def run(flips: list[tuple[int, int]], keep: int) -> None:
+        data = bytearray(sound)
+        for pos, value in flips:
+            data[pos] = value
+        path = tmp_path / "flipped.h5"
+        path.write_bytes(bytes(data[:keep]))
+        _opens_cleanly_or_says_why(path)
+
+    run()

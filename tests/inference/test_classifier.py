@@ -147,3 +147,41 @@ def test_export_refuses_a_frontend_file_on_the_checkpoint(tmp_path: Path) -> Non
     ckpt.write_bytes(b"a checkpoint")
     with pytest.raises(ValueError, match=r"model\.frontend\.pt.*overwrite the checkpoint"):
         export_checkpoint(ckpt, tmp_path / "model.pt", format="torchscript", frontend="separate")
+
+
+def test_predict_streams_a_file_with_the_scores_of_the_whole_signal(clf: Classifier, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _audio(7.3, 22050, seed=4)  # another rate: resampled block by block
+    path = tmp_path / "long.flac"
+    sf.write(path, x, 22050)
+    whole, _ = load_audio(path, clf.sample_rate)
+    expected = clf.scores(whole)
+
+    def no_whole_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predict decoded the whole file")
+
+    monkeypatch.setattr("audioclf.inference.classifier.load_audio", no_whole_load)
+    np.testing.assert_allclose(clf.scores(path), expected, atol=1e-5)
+    assert [p.label for p in clf.predict(path, top_k=3)] == [clf.label_names[i] for i in np.argsort(-expected)[:3]]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_non_finite_or_absurd_arrays_are_refused(clf: Classifier, bad: float) -> None:
+    from audioclf.audio.io import AudioDecodeError
+
+    x = _audio(1.0, clf.sample_rate)
+    x[10] = bad
+    with pytest.raises(AudioDecodeError, match="audio array"):
+        clf.predict(x)
+
+
+def test_predict_cli_names_a_file_of_absurd_samples(lite_checkpoint: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from audioclf.cli import main
+
+    x = _audio(1.0, 16000)
+    x[5] = 5e29
+    sf.write(tmp_path / "hostile.wav", x, 16000, subtype="FLOAT")
+    assert main(["predict", str(lite_checkpoint), str(tmp_path / "hostile.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "hostile.wav" in err and "5e+29" in err

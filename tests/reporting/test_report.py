@@ -70,11 +70,12 @@ def test_report_reads_and_builds_the_checkpoint_once(
     run: TinyRun, recording: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import audioclf.models
-    import audioclf.training.evaluate as evaluate
+    import audioclf.models.bundle as bundle
+    import audioclf.models.pretrained as pretrained
 
     reads: list[str] = []
     builds: list[str] = []
-    read, create = evaluate.read_checkpoint_file, evaluate.create_model
+    read, create = bundle.read_checkpoint_file, bundle.create_model
 
     def counted_read(path: str | Path) -> object:
         reads.append(str(path))
@@ -84,8 +85,9 @@ def test_report_reads_and_builds_the_checkpoint_once(
         builds.append(name)
         return create(name, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "read_checkpoint_file", counted_read)
-    monkeypatch.setattr(evaluate, "create_model", counted_create)
+    for module in (bundle, pretrained):  # the two places a model source is read and built
+        monkeypatch.setattr(module, "read_checkpoint_file", counted_read)
+        monkeypatch.setattr(module, "create_model", counted_create)
     monkeypatch.setattr(audioclf.models, "create_model", counted_create)
     report = build_report(run.run_dir, recording, store=run.store, rows=4)
     assert {"timeline", "confusion_matrix"} <= set(report.figures)

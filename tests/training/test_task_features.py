@@ -14,7 +14,7 @@ import torch
 from audioclf.config import load_config
 from audioclf.inference import Classifier
 from audioclf.models import create_model
-from audioclf.training.evaluate import load_bundle_model
+from audioclf.models.bundle import load_bundle_model
 from audioclf.training.task import ClassificationTask, parameter_groups
 from audioclf.training.trainer import train
 from tests.training.helpers import make_store
@@ -217,3 +217,40 @@ def test_early_stopping_with_patience(store: Path, tmp_path: Path) -> None:
     assert res.epochs == 3, "stopped after 2 epochs without improvement"
     with pytest.raises(ValueError, match="early_stopping_patience needs a validation set"):
         _run(store, tmp_path, "trainer.early_stopping_patience=2", "data.val_split=null")
+
+
+def test_non_finite_loss_stops_training_naming_the_step_and_the_learning_rate(store, tmp_path) -> None:
+    from audioclf.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"training loss is nan at step \d+ .*optim\.lr=1e\+30") as info:
+        _run(store, tmp_path / "runs", "optim.lr=1e30", "trainer.max_epochs=3", "optim.scheduler=none")
+    assert "learning rate" in str(info.value)
+    # whatever was checkpointed before the step holds finite weights only: never a NaN model as best
+    for ckpt in (tmp_path / "runs").glob("*/checkpoints/*.ckpt"):
+        weights = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), ckpt
+
+
+def test_weights_that_overflow_at_the_last_step_are_never_checkpointed(store, tmp_path) -> None:
+    from audioclf.errors import TrainingError
+
+    class Overflow(L.Callback):
+        """Makes a weight infinite after the last step of the epoch, before its checkpoint."""
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if batch_idx == trainer.num_training_batches - 1:
+                with torch.no_grad():
+                    next(pl_module.model.parameters()).fill_(float("inf"))
+
+    with pytest.raises(TrainingError, match="became non-finite"):
+        _run(store, tmp_path / "runs", callbacks=[Overflow()])
+    assert not list((tmp_path / "runs").glob("*/checkpoints/*.ckpt"))
+
+
+def test_non_finite_loss_is_exit_2_from_the_cli(store, tmp_path, capsys) -> None:
+    from audioclf.cli import main
+
+    code = main(["train", f"data.store={store}", f"output_dir={tmp_path}", *BASE, "optim.lr=1e30", "trainer.max_epochs=3",
+                 "optim.scheduler=none"])
+    assert code == 2
+    assert "optim.lr=1e+30" in capsys.readouterr().err

@@ -19,12 +19,19 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from audioclf.errors import AudioError
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
 
-class AudioDecodeError(ValueError):
+# The largest |sample| accepted: 60 dB above full scale, room for any float recording
+# that clipped in its mixing, and far below values that overflow a model to NaN.
+MAX_ABS_SAMPLE = 1000.0
+
+
+class AudioDecodeError(AudioError):
     """A file could not be decoded; the message names the file and the reason."""
 
 
@@ -140,11 +147,26 @@ def _decode(
 
 
 def _mono(data: np.ndarray, name: str | Path) -> np.ndarray:
-    """``(frames, channels)`` -> finite mono ``(frames,)``."""
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.all(np.isfinite(mono)):
+    """``(frames, channels)`` -> finite mono ``(frames,)`` of a sane level."""
+    check_samples(data, name)  # before averaging: inf - inf would hide as NaN elsewhere
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def check_samples(audio: np.ndarray, name: str | Path) -> None:
+    """Raise ``AudioDecodeError`` naming ``name`` if ``audio`` holds NaN or infinite samples,
+    or a peak above ``MAX_ABS_SAMPLE``. Integer formats decode to [-1, 1]; a float file may
+    go a little beyond full scale, but samples of 1e29 are a damaged or hostile file whose
+    scores would all be NaN."""
+    if audio.size == 0:
+        return
+    if not np.all(np.isfinite(audio)):
         raise AudioDecodeError(f"{name}: the audio contains NaN or infinite samples")
-    return mono
+    peak = float(np.max(np.abs(audio)))
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioDecodeError(
+            f"{name}: samples reach {peak:.3g}, far beyond full scale (1.0; audioclf accepts up to "
+            f"{MAX_ABS_SAMPLE:g}): a damaged file, or not audio"
+        )
 
 
 def _check_complete(name: str | Path, read: int, expected: int) -> None:

@@ -22,19 +22,25 @@ import hashlib
 import http.client
 import json
 import logging
+import lzma
 import os
+import posixpath
 import socket
+import stat
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from audioclf.data.catalog.registry import ProgressFn
+from audioclf.errors import ArchiveError, AudioclfError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +50,11 @@ _USER_AGENT = "audioclf (https://github.com/audioclf/audioclf)"
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class DownloadError(OSError):
-    """A download failed; the message names the URL and the reason."""
-
-
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """A file does not match its published or recorded checksum."""
 
 
-class ArchiveError(ValueError):
-    """An archive is unreadable or holds a member that would escape the target directory."""
-
-
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(AudioclfError, FileNotFoundError):
     """Files are not where a dataset's official layout puts them; the message says what was
     expected and where."""
 
@@ -177,6 +175,7 @@ def download(
     resuming where the last stopped.
     """
     dest = Path(dest)
+    check_url(url)
     if checksum is not None:
         parse_checksum(checksum)  # a malformed checksum fails before any download
     if dest.exists():
@@ -226,6 +225,15 @@ def download(
         _record(dest, url, digest)
         log.info("%s: no published checksum; recorded sha256 %s in %s", dest.name, digest, record_path(dest).name)
     return dest
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is http(s) with a host; anything else (``file://``, ``ftp://``, a bare
+    path) is refused: a dataset option must not turn a download into a local file read."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"{url!r}: only http:// and https:// URLs are downloaded (got scheme {parts.scheme or 'none'!r})")
+    return url
 
 
 class _Transient(Exception):
@@ -348,13 +356,50 @@ def is_extracted(archive: Path, dest: Path) -> bool:
     return extraction_marker(archive, dest).exists()
 
 
-def extract(archive: str | Path, dest: str | Path, *, progress: ProgressFn | None = None) -> Path:
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds on what extracting one archive may write (a zip bomb stops at the first one
+    crossed, before the member that would cross it is written).
+
+    ``max_members``: entries in the archive. ``max_total_bytes``: bytes all members expand
+    to. ``max_ratio``: expanded / compressed size, for each zip member over ``ratio_floor``
+    bytes and for the archive as a whole (audio compresses a few times at most; a bomb by
+    thousands). The defaults hold every catalog dataset with room to spare (Speech Commands:
+    ~106k members; UrbanSound8K: 6.6 GB). Change them with the environment variables
+    ``AUDIOCLF_EXTRACT_MAX_MEMBERS``, ``AUDIOCLF_EXTRACT_MAX_BYTES`` and
+    ``AUDIOCLF_EXTRACT_MAX_RATIO`` (read when an archive is extracted).
+    """
+
+    max_members: int = 1_000_000
+    max_total_bytes: int = 64 * 2**30
+    max_ratio: float = 200.0
+    ratio_floor: int = 2**20
+
+    @classmethod
+    def from_env(cls) -> ExtractLimits:
+        d = cls()
+        try:
+            return cls(
+                max_members=int(os.environ.get("AUDIOCLF_EXTRACT_MAX_MEMBERS", d.max_members)),
+                max_total_bytes=int(float(os.environ.get("AUDIOCLF_EXTRACT_MAX_BYTES", d.max_total_bytes))),
+                max_ratio=float(os.environ.get("AUDIOCLF_EXTRACT_MAX_RATIO", d.max_ratio)),
+            )
+        except ValueError as err:
+            raise DataError(f"AUDIOCLF_EXTRACT_*: not a number ({err})") from None
+
+
+def extract(
+    archive: str | Path, dest: str | Path, *, progress: ProgressFn | None = None, limits: ExtractLimits | None = None
+) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` once; keeps the archive.
 
-    Members with absolute paths, ``..`` components, links that point outside ``dest``, or
-    device files stop the extraction with ``ArchiveError`` before anything of theirs is
-    written. A marker file is written when everything is out, so a second call returns at
-    once and an interrupted extraction starts again.
+    Only regular files and directories are extracted, under names that stay inside
+    ``dest`` by their text alone (:func:`safe_member_path`). Links of any kind, devices and
+    pipes (no dataset ships one) stop the extraction with ``ArchiveError``, as does a
+    member beyond ``limits`` (default :meth:`ExtractLimits.from_env`). Files are written
+    by audioclf itself, never through a link already on disk. A marker file is written
+    when everything is out, so a second call returns at once and an interrupted
+    extraction starts again.
     """
     archive, dest = Path(archive), Path(dest)
     marker = extraction_marker(archive, dest)
@@ -363,75 +408,162 @@ def extract(archive: str | Path, dest: str | Path, *, progress: ProgressFn | Non
         return dest
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
+    limits = limits or ExtractLimits.from_env()
     dest.mkdir(parents=True, exist_ok=True)
     log.info("extracting %s into %s", archive, dest)
     if zipfile.is_zipfile(archive):
-        n = _extract_zip(archive, dest, progress)
+        n = _extract_zip(archive, dest, progress, limits)
     elif tarfile.is_tarfile(archive):
-        n = _extract_tar(archive, dest, progress)
+        n = _extract_tar(archive, dest, progress, limits)
     else:
         raise ArchiveError(f"{archive}: not a zip or tar archive (is the download complete?)")
     marker.write_text(json.dumps({"archive": str(archive), "members": n, "size": archive.stat().st_size}) + "\n")
     return dest
 
 
-def _check_member_name(archive: Path, name: str, dest: Path) -> Path:
-    # resolving catches absolute names, "..", and ".." hidden behind links already extracted
-    target = (dest / PurePosixPath(name.replace("\\", "/"))).resolve()
-    if not target.is_relative_to(dest.resolve()):
+def safe_member_path(archive: Path, name: str, dest: Path) -> Path | None:
+    """Where member ``name`` goes under ``dest``, judged on the name's text, not on the disk:
+    absolute names, drive letters, ``..`` anywhere, NUL bytes and names that normalise
+    outside are refused. Returns None for the archive's root itself (``./``)."""
+    text = name.replace("\\", "/")  # a backslash is a separator where the archive was made
+    if "\x00" in text or text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise ArchiveError(f"{archive}: member {name!r} has an absolute name; refusing to extract")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{archive}: member {name!r} would be written outside {dest} ('..'); refusing to extract")
+    norm = posixpath.normpath("/".join(parts)) if parts else "."
+    if norm == ".":
+        return None
+    if norm.startswith("../") or norm == ".." or posixpath.isabs(norm):  # cannot happen after the checks: kept as a guard
         raise ArchiveError(f"{archive}: member {name!r} would be written outside {dest}; refusing to extract")
-    return target
+    return dest.joinpath(*norm.split("/"))
 
 
-def _extract_zip(archive: Path, dest: Path, progress: ProgressFn | None) -> int:
+def _no_link_on_the_way(archive: Path, dest: Path, target: Path) -> None:
+    """Every directory between ``dest`` and ``target`` is a real directory (a link placed
+    there by anything would redirect the write), and, as a second line, the resolved
+    target is inside ``dest``."""
+    here = dest
+    for part in target.relative_to(dest).parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise ArchiveError(f"{archive}: {here} is a symbolic link; refusing to extract through it")
+    if not target.resolve().is_relative_to(dest.resolve()):
+        raise ArchiveError(f"{archive}: {target} resolves outside {dest}; refusing to extract")
+
+
+class _Budget:
+    """Counts members and expanded bytes against the limits."""
+
+    def __init__(self, archive: Path, limits: ExtractLimits) -> None:
+        self.archive, self.limits = archive, limits
+        self.members = 0
+        self.bytes = 0
+        # the ratio bound on the whole archive, with a floor so tiny archives are not judged by it
+        self.ratio_bytes = max(archive.stat().st_size, limits.ratio_floor) * limits.max_ratio
+
+    def add(self, name: str, size: int, compressed: int | None = None) -> None:
+        lim = self.limits
+        self.members += 1
+        self.bytes += size
+        what = f"{self.archive}: extraction stopped at member {name!r}:"
+        hint = "(a decompression bomb, or raise the limit: see ExtractLimits / AUDIOCLF_EXTRACT_*)"
+        if self.members > lim.max_members:
+            raise ArchiveError(f"{what} more than {lim.max_members} members {hint}")
+        if self.bytes > lim.max_total_bytes:
+            raise ArchiveError(f"{what} expands past {lim.max_total_bytes} bytes in all {hint}")
+        if compressed is not None and size > lim.ratio_floor and size > lim.max_ratio * max(compressed, 1):
+            raise ArchiveError(f"{what} {size} bytes from {compressed} compressed, a ratio above {lim.max_ratio:g} {hint}")
+        if self.bytes > self.ratio_bytes:
+            raise ArchiveError(f"{what} the archive expands more than {lim.max_ratio:g} times its size {hint}")
+
+
+def _write_file(archive: Path, dest: Path, target: Path, src: Any, size: int) -> None:
+    """Copy ``size`` bytes from ``src`` to ``target``, created fresh (an existing link at
+    ``target`` is not followed) and never longer than the size the archive declared."""
+    _no_link_on_the_way(archive, dest, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink():
+        raise ArchiveError(f"{archive}: {target} is a symbolic link; refusing to write through it")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    written = 0
+    with os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > size:
+                raise ArchiveError(f"{archive}: {target.name} holds more bytes than its header declares ({size})")
+            out.write(chunk)
+
+
+def _extract_zip(archive: Path, dest: Path, progress: ProgressFn | None, limits: ExtractLimits) -> int:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
+            budget = _Budget(archive, limits)
+            targets = []
             for m in members:  # check all before writing any
-                _check_member_name(archive, m.filename, dest)
-            for i, m in enumerate(members, 1):
-                zf.extract(m, dest)
+                mode = (m.external_attr >> 16) & 0o170000
+                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+                    raise ArchiveError(f"{archive}: member {m.filename!r} is {kind}; refusing to extract")
+                targets.append(safe_member_path(archive, m.filename, dest))
+                budget.add(m.filename, m.file_size, m.compress_size)
+            for i, (m, target) in enumerate(zip(members, targets, strict=True), 1):
+                if target is None:
+                    continue
+                if m.is_dir():
+                    _no_link_on_the_way(archive, dest, target / "x")
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    with zf.open(m) as src:
+                        _write_file(archive, dest, target, src, m.file_size)
                 if progress:
                     progress(f"extracting {archive.name}", i, len(members))
-    except (zipfile.BadZipFile, EOFError) as err:
+    except (zipfile.BadZipFile, EOFError, NotImplementedError) as err:
         raise ArchiveError(f"{archive}: damaged zip archive ({err})") from err
     return len(members)
 
 
-def _check_tar_member(archive: Path, m: tarfile.TarInfo, dest: Path) -> None:
-    target = _check_member_name(archive, m.name, dest)
+def _check_tar_member(archive: Path, m: tarfile.TarInfo, dest: Path) -> Path | None:
+    if m.issym() or m.islnk():
+        # no dataset ships links, and a link is the way out of the directory (CVE-2025-4517)
+        raise ArchiveError(f"{archive}: member {m.name!r} is a link (-> {m.linkname!r}); refusing to extract")
     if m.isdev() or m.isfifo():
         raise ArchiveError(f"{archive}: member {m.name!r} is a device or pipe; refusing to extract")
-    if m.issym() or m.islnk():
-        # symlinks are relative to their own directory, hard links to the archive root
-        base = target.parent if m.issym() else dest.resolve()
-        link = PurePosixPath(m.linkname)
-        if link.is_absolute() or not (base / link).resolve().is_relative_to(dest.resolve()):
-            raise ArchiveError(
-                f"{archive}: link {m.name!r} -> {m.linkname!r} points outside {dest}; refusing to extract"
-            )
+    if not (m.isfile() or m.isdir()):
+        raise ArchiveError(f"{archive}: member {m.name!r} is of an unknown kind ({m.type!r}); refusing to extract")
+    return safe_member_path(archive, m.name, dest)
 
 
-def _extract_tar(archive: Path, dest: Path, progress: ProgressFn | None) -> int:
+def _extract_tar(archive: Path, dest: Path, progress: ProgressFn | None, limits: ExtractLimits) -> int:
     # Stream mode reads a multi-GB .tar.gz once, front to back; progress follows the
     # compressed bytes read, the only total known without a first pass.
     total = archive.stat().st_size
+    budget = _Budget(archive, limits)
     n = 0
-    kwargs: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     try:
         with archive.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
             for m in tf:
-                _check_tar_member(archive, m, dest)
-                tf.extract(m, dest, **kwargs)
+                target = _check_tar_member(archive, m, dest)
+                budget.add(m.name, m.size if m.isfile() else 0)
                 n += 1
+                if target is not None and m.isdir():
+                    _no_link_on_the_way(archive, dest, target / "x")
+                    target.mkdir(parents=True, exist_ok=True)
+                elif target is not None:
+                    src = tf.extractfile(m)
+                    assert src is not None  # a regular file always has a body
+                    _write_file(archive, dest, target, src, m.size)
                 if progress and n % 64 == 0:
                     progress(f"extracting {archive.name}", raw.tell(), total)
             if progress:
                 progress(f"extracting {archive.name}", total, total)
-    except (tarfile.TarError, EOFError, OSError) as err:
-        if isinstance(err, tarfile.FilterError):
-            raise ArchiveError(f"{archive}: unsafe member refused ({err})") from err
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise ArchiveError(f"{archive}: damaged tar archive ({type(err).__name__}: {err})") from err
+    except OSError as err:
+        if isinstance(err, DownloadError):
+            raise
+        raise ArchiveError(f"{archive}: damaged tar archive or unwritable member ({type(err).__name__}: {err})") from err
     return n
 
 
@@ -463,6 +595,20 @@ def require_file(path: Path, dataset: str, what: str) -> Path:
     if not path.is_file():
         raise DatasetLayoutError(f"dataset {dataset!r}: expected {what} at {path}; {describe_dir(path.parent)}")
     return path
+
+
+def dataset_file(base: Path, name: str, dataset: str, listed_in: Path) -> Path:
+    """``base / name`` for a file name read from a dataset's own metadata (a CSV inside its
+    archive): it must be a relative name inside ``base``. An absolute name or one with
+    ``..`` would make prepare pack any file of this machine into the store."""
+    text = name.replace("\\", "/")
+    parts = text.split("/")
+    if not text or "\x00" in text or text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in parts:
+        raise DataError(
+            f"dataset {dataset!r}: {listed_in} lists {name!r}, which is not a relative file name "
+            f"inside {base}; refusing to read it"
+        )
+    return base.joinpath(*[p for p in parts if p not in ("", ".")])
 
 
 def read_csv(path: Path, required: Sequence[str], dataset: str, *, comment: str | None = None) -> list[dict[str, str]]:

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import multiprocessing as mp
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -74,12 +75,28 @@ def _decoded(
     yield from pool.imap(fn, items, chunksize=8)
 
 
-def _pool(workers: int) -> contextlib.AbstractContextManager[Any]:
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the workers leave it to the
+    # main process, which stops the pool, rather than each printing a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Any]:
     if workers <= 1:
-        return contextlib.nullcontext(None)
+        yield None
+        return
     # fork keeps start-up cheap (no re-import of torch in each worker)
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    return ctx.Pool(workers)
+    pool = ctx.Pool(workers, initializer=_ignore_sigint)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()  # an error or Ctrl-C: stop decoding now, quietly
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
 
 
 def _source_of(item: Item) -> str:

@@ -4,7 +4,7 @@ Layout of a store file (format ``audioclf-store`` version 1)::
 
     attrs   format, format_version, dataset, dataset_version, sample_rate, task
             ("single_label" | "multi_label"), label_names (JSON list), provenance (JSON),
-            created, num_clips, complete
+            created, num_clips, complete, checksums (JSON: array name -> "sha256:<hex>")
     audio   int16 (total_samples,)    all clips end to end, chunked
     offsets int64 (num_clips + 1,)    clip i is audio[offsets[i]:offsets[i+1]]  (O(1) access)
     targets int64 (num_clips,)        class index (single-label), or
@@ -14,6 +14,11 @@ Layout of a store file (format ``audioclf-store`` version 1)::
     clip_id str   (num_clips,)        stable id of the clip (file stem, YouTube id, ...)
     source  str   (num_clips,)        the file the clip was decoded from
 
+Opening a store checks its structure (attributes, offsets monotonic and in bounds, targets
+in range, folds) and names the file and the fault; ``verify_store`` (``audioclf verify``)
+also recomputes the checksums ``prepare`` recorded of every array, which catches flipped
+audio bytes too.
+
 A large dataset may be a directory of such files (shards) with the same header and a
 ``shards.json`` index, written last by ``prepare``; it opens as one store. A directory
 without the index is an unfinished prepare and does not open. Writing goes to ``<name>.partial`` and is renamed only when complete, so an
@@ -22,6 +27,7 @@ interrupted prepare never leaves a file that looks whole; the partial file can b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +40,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from audioclf.errors import StoreError
+
 log = logging.getLogger(__name__)
 
 FORMAT = "audioclf-store"
@@ -45,8 +53,7 @@ _FLUSH_CLIPS = 256
 SHARD_INDEX = "shards.json"
 
 
-class StoreError(ValueError):
-    """A store file is missing, incomplete, or not a store; the message names the file."""
+__all__ = ["Store", "StoreError", "StoreHeader", "StoreWriter", "verify_store"]
 
 
 @dataclass
@@ -255,6 +262,8 @@ class StoreWriter:
             self._f.close()
             self.tmp.unlink(missing_ok=True)
             raise StoreError(f"{self.path}: no clips were written; refusing to create an empty store")
+        # the checksums of what is on disk, read back: a later verify compares against them
+        self._f.attrs["checksums"] = json.dumps(array_checksums(self._f, len(self)))
         self._f.attrs["complete"] = True
         self._f.close()
         os.replace(self.tmp, self.path)
@@ -286,8 +295,12 @@ def _to_int16(audio: np.ndarray) -> np.ndarray:
 def _check_format(f: h5py.File, path: Path) -> None:
     if f.attrs.get("format") != FORMAT:
         raise StoreError(f"{path}: not an audioclf store (no '{FORMAT}' format attribute)")
-    if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
-        raise StoreError(f"{path}: store format version {f.attrs['format_version']} is newer than this audioclf reads")
+    try:
+        version = int(f.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        raise StoreError(f"{path}: damaged store header (format_version {f.attrs['format_version']!r})") from None
+    if version > FORMAT_VERSION:
+        raise StoreError(f"{path}: store format version {version} is newer than this audioclf reads")
 
 
 def _header_of(f: h5py.File) -> StoreHeader:
@@ -299,6 +312,134 @@ def _header_of(f: h5py.File) -> StoreHeader:
         dataset_version=str(f.attrs["dataset_version"]),
         provenance=json.loads(f.attrs["provenance"]),
     )
+
+
+ARRAYS = ("audio", "offsets", "targets", "fold", "split", "clip_id", "source")
+_HASH_CHUNK = 1 << 22  # elements per read while hashing: bounded memory on huge shards
+
+
+def array_checksums(f: h5py.File, n: int) -> dict[str, str]:
+    """``"sha256:<hex>"`` of each array's first ``n`` clips' worth (all of ``audio``, up to
+    ``offsets[n]``); strings are hashed as length-prefixed UTF-8."""
+    end = int(f["offsets"][n])
+    sizes = {"audio": end, "offsets": n + 1}
+    out = {}
+    for name in ARRAYS:
+        ds = f[name]
+        count = sizes.get(name, n)
+        h = hashlib.sha256()
+        for i in range(0, count, _HASH_CHUNK):
+            block = ds[i : min(count, i + _HASH_CHUNK)]
+            if ds.dtype.kind == "O" or h5py.check_string_dtype(ds.dtype) is not None:
+                for v in block:
+                    b = v if isinstance(v, bytes) else str(v).encode()
+                    h.update(len(b).to_bytes(8, "little"))
+                    h.update(b)
+            else:
+                h.update(np.ascontiguousarray(block).tobytes())
+        out[name] = f"sha256:{h.hexdigest()}"
+    return out
+
+
+def _check_structure(f: h5py.File, path: Path) -> StoreHeader:
+    """The header of an open store file, after checking everything that is cheap to check:
+    attributes, array shapes, offsets (from 0, increasing, ending at the audio's length),
+    targets in range, folds. Raises ``StoreError`` naming the file and the fault."""
+    _check_format(f, path)
+    try:
+        header = _header_of(f)
+        n = int(f.attrs["num_clips"])
+    except (KeyError, ValueError, TypeError) as err:  # missing, non-JSON or invalid attributes
+        raise StoreError(f"{path}: damaged store header ({type(err).__name__}: {err})") from None
+    missing = [name for name in ARRAYS if name not in f]
+    if missing:
+        raise StoreError(f"{path}: damaged store: arrays missing: {', '.join(missing)}")
+    if n < 0:
+        raise StoreError(f"{path}: damaged store: num_clips is {n}")
+    for name in ARRAYS[2:]:
+        if f[name].shape[0] < n:
+            raise StoreError(f"{path}: damaged store: {name} holds {f[name].shape[0]} entries for {n} clips")
+    offsets = f["offsets"][:]
+    if offsets.ndim != 1 or offsets.size < n + 1:
+        raise StoreError(f"{path}: damaged store: offsets hold {offsets.size} entries for {n} clips (need {n + 1})")
+    offsets = offsets[: n + 1]
+    if offsets[0] != 0:
+        raise StoreError(f"{path}: damaged store: offsets start at {offsets[0]}, not 0")
+    steps = np.diff(offsets)
+    if steps.size and steps.min() <= 0:
+        i = int(np.argmax(steps <= 0))
+        raise StoreError(f"{path}: damaged store: offsets do not increase at clip {i} ({offsets[i]} -> {offsets[i + 1]})")
+    if offsets[-1] > f["audio"].shape[0]:
+        raise StoreError(f"{path}: damaged store: offsets end at {offsets[-1]}, past the {f['audio'].shape[0]} audio samples")
+    c = header.num_classes
+    targets = f["targets"][:n]
+    if header.task == "single_label":
+        if targets.ndim != 1:
+            raise StoreError(f"{path}: damaged store: single-label targets have shape {targets.shape}")
+        bad = np.flatnonzero((targets < 0) | (targets >= c))
+        if bad.size:
+            i = int(bad[0])
+            raise StoreError(f"{path}: damaged store: {bad.size} target(s) outside 0..{c - 1}, "
+                             f"first at clip {i} ({targets[i]})")
+    else:
+        if targets.shape != (n, c):
+            raise StoreError(f"{path}: damaged store: multi-label targets have shape {targets.shape}, not ({n}, {c})")
+        if targets.size and targets.max() > 1:
+            raise StoreError(f"{path}: damaged store: multi-hot targets hold values other than 0 and 1")
+    folds = f["fold"][:n]
+    bad = np.flatnonzero((folds < -1) | (folds == 0))
+    if bad.size:
+        raise StoreError(f"{path}: damaged store: fold {folds[bad[0]]} at clip {int(bad[0])} (folds are 1-based, -1 for none)")
+    return header
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify_store`` found: ``problems`` is empty when the store is sound."""
+
+    path: str
+    files: int = 0
+    clips: int = 0
+    checked: int = 0  # files whose checksums were compared
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_store(path: str | Path) -> VerifyReport:
+    """Check a store (file or shard directory) completely: the structure checks of opening
+    it, then each array's checksum against the one ``prepare`` recorded. Problems are
+    collected (every file is checked), not raised. A store written before checksums were
+    recorded gets a note, not a problem."""
+    path = Path(path)
+    report = VerifyReport(str(path))
+    try:
+        store = Store(path)
+    except StoreError as err:
+        report.problems.append(str(err))
+        return report
+    report.files, report.clips = len(store.files), len(store)
+    for p in store.files:
+        with h5py.File(p, "r") as f:
+            recorded = f.attrs.get("checksums")
+            if recorded is None:
+                report.notes.append(f"{p}: no checksums recorded (written by an older audioclf); structure checked only")
+                continue
+            try:
+                expected = json.loads(recorded)
+            except ValueError:
+                report.problems.append(f"{p}: the checksums attribute is not JSON")
+                continue
+            actual = array_checksums(f, int(f.attrs["num_clips"]))
+            report.checked += 1
+            for name in ARRAYS:
+                if expected.get(name) != actual[name]:
+                    report.problems.append(f"{p}: {name}: checksum mismatch (recorded {expected.get(name)}, now {actual[name]})")
+    store.close()
+    return report
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
@@ -331,7 +472,7 @@ class Store:
                     _check_format(f, p)
                     if not bool(f.attrs.get("complete", False)):
                         raise StoreError(f"{p}: store is incomplete (prepare did not finish)")
-                    headers.append(_header_of(f))
+                    headers.append(_check_structure(f, p))
                     n = int(f.attrs["num_clips"])
                     offsets.append(f["offsets"][: n + 1])
                     targets.append(f["targets"][:n])

@@ -3,6 +3,9 @@
     clf = Classifier.from_checkpoint("runs/demo-.../checkpoints/best.ckpt")
     clf.predict("dog.wav", top_k=3)   # [Prediction("dog_bark", 0.93), ...]
 
+    clf = Classifier.from_pretrained("panns-cnn14")   # published weights, AudioSet names
+    clf.embed("dog.wav")                              # (2048,) clip embedding
+
 Audio is decoded and resampled to the model's rate; a clip longer than the model's clip
 length is scored in windows (half-overlapping) whose scores are averaged, a shorter one
 is zero-padded, exactly as in training.
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audioclf.audio.io import load_audio, resample, stream_audio
+from audioclf.audio.io import check_samples, load_audio, resample, stream_audio
 from audioclf.inference.timeline import Timeline, WindowCutter, ranked, split_blocks
 
 log = logging.getLogger(__name__)
@@ -55,10 +58,62 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-        from audioclf.training.evaluate import load_bundle_model
+        from audioclf.models.bundle import load_bundle_model
 
         model, info = load_bundle_model(path, device)
         return cls(model, info, device)
+
+    def save_pretrained(
+        self, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
+    ) -> Path:
+        """Write this classifier in audioclf's Hub format (``model.safetensors``, ``config.json``,
+        model card ``README.md``) to ``directory``; see :func:`audioclf.models.hub.save_pretrained`."""
+        from audioclf.models.hub import save_pretrained
+
+        return save_pretrained(self.model, self.info, directory, metrics=metrics, card=card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        model: str | None = None,
+        offline: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> Classifier:
+        """Any model source: an audioclf checkpoint, a published file (architecture recognised,
+        or named by ``model``), a catalog name (``panns-cnn14``), a Hugging Face directory or
+        ``hf:ORG/REPO[@REV]``. See :func:`audioclf.models.pretrained.resolve_model`."""
+        from audioclf.models.pretrained import resolve_model
+
+        net, info = resolve_model(source, model=model, offline=offline, device=device)
+        return cls(net, info, device)
+
+    @property
+    def has_head(self) -> bool:
+        """False for a pre-trained encoder published without a classifier (embeddings only)."""
+        return bool(self.info.get("head", True))
+
+    def _require_head(self) -> None:
+        if not self.has_head:
+            raise ValueError(
+                f"{self.info.get('source', 'this model')}: a pre-trained encoder without a classifier head; "
+                "use it for embeddings (`audioclf embed`) or fine-tune it (model.pretrained=...)"
+            )
+
+    # -- embeddings -------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_batch(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The model's documented clip embedding of ``(batch, clip_samples)`` clips at the
+        model rate -> ``(batch, dim)``."""
+        x = torch.as_tensor(np.asarray(waveforms, dtype=np.float32)).to(self.device)
+        return self.model.embed(x).float().cpu().numpy()
+
+    def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
+        """Clip embedding ``(dim,)`` of a file or an array: the embeddings of its windows
+        (as for :meth:`scores`) averaged."""
+        windows = self.windows(self.load_waveform(audio, sample_rate))
+        parts = [self.embed_batch(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
+        return np.concatenate(parts).mean(0)
 
     # -- scores -----------------------------------------------------------------------
     def _to_probs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -67,6 +122,7 @@ class Classifier:
     @torch.no_grad()
     def scores_batch(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class probabilities for a batch of clips ``(batch, clip_samples)`` at the model rate."""
+        self._require_head()
         x = torch.as_tensor(np.asarray(waveforms, dtype=np.float32)).to(self.device)
         return self._to_probs(self.model(x).float()).cpu().numpy()
 
@@ -95,8 +151,17 @@ class Classifier:
     def scores(self, audio: str | Path | np.ndarray, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
         """Clip-level class probabilities ``(classes,)`` of a file or an array.
 
-        An array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        A file is streamed in blocks (memory bounded by a block, whatever its length); an
+        array is taken at ``sample_rate`` (default: the model's) and resampled if needed.
+        Non-finite or absurdly loud audio raises ``AudioDecodeError`` naming it.
         """
+        if isinstance(audio, (str, Path)):
+            # streamed, as predict_timeline does: a 2-hour file never sits in memory whole.
+            # The same half-overlapping windows as :meth:`windows`, the last aligned to the end.
+            n = self.clip_samples
+            cutter = WindowCutter(n, n // 2)
+            streamed = (w for _, w in cutter.cut(stream_audio(audio, self.sample_rate)))
+            return self.score_windows(streamed, batch_size).mean(0)
         return self.score_windows(self.windows(self.load_waveform(audio, sample_rate)), batch_size).mean(0)
 
     def predict(
@@ -149,20 +214,9 @@ class Classifier:
                 yield w
 
         scores = self.score_windows(waves(), batch_size)
-        rate = float(self.sample_rate)
-        duration = cutter.total / rate
-        start_s = np.asarray(starts, dtype=np.float64) / rate
-        log.debug("timeline: %.1f s of audio, %d windows of %d samples", duration, len(starts), win)
-        return Timeline(
-            starts=start_s,
-            ends=np.minimum(start_s + win / rate, duration),
-            scores=scores.astype(np.float32, copy=False),
-            label_names=list(self.label_names),
-            multi_label=self.multi_label,
-            duration=duration,
-            window=win / rate,
-            hop=step / rate,
-        )
+        log.debug("timeline: %d samples, %d windows of %d samples", cutter.total, len(starts), win)
+        return Timeline.from_windows(starts, scores, rate=float(self.sample_rate), window=win, hop=step, total=cutter.total,
+                                     label_names=self.label_names, multi_label=self.multi_label)
 
     # -- audio -------------------------------------------------------------------------
     def load_waveform(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
@@ -177,6 +231,7 @@ class Classifier:
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
             raise ValueError(f"audio array must be non-empty mono (samples,) or 2-D multi-channel, got shape {np.shape(audio)}")
+        check_samples(wave, "audio array")
         sr = sample_rate or self.sample_rate
         return resample(wave, sr, self.sample_rate) if sr != self.sample_rate else wave
 

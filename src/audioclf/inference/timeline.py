@@ -165,6 +165,21 @@ class Timeline:
     window: float  # seconds
     hop: float  # seconds
 
+    @classmethod
+    def from_windows(
+        cls, starts: list[int] | np.ndarray, scores: np.ndarray, *, rate: float, window: int, hop: int, total: int,
+        label_names: list[str], multi_label: bool,
+    ) -> Timeline:
+        """The timeline of windows cut by :class:`WindowCutter` (``window``/``hop`` samples,
+        ``total`` samples seen): ``starts`` in samples and their ``scores`` ``(frames, classes)``."""
+        start_s = np.asarray(starts, dtype=np.float64) / rate
+        duration = total / rate
+        return cls(
+            starts=start_s, ends=np.minimum(start_s + window / rate, duration),
+            scores=np.asarray(scores).astype(np.float32, copy=False), label_names=list(label_names),
+            multi_label=multi_label, duration=duration, window=window / rate, hop=hop / rate,
+        )
+
     def __post_init__(self) -> None:
         frames = len(self.starts)
         if self.scores.shape != (frames, len(self.label_names)) or len(self.ends) != frames:

@@ -9,12 +9,16 @@ PANNs and BEATs, ``{"state_dict": ...}`` as written by Lightning/audioclf).
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from audioclf.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +28,61 @@ EMA_MODEL_PREFIX = "ema_model.module."
 
 
 def read_checkpoint_file(path: str | Path) -> Any:
-    """Load a checkpoint file's object on the CPU, with a clear error if it is not one."""
+    """Load a checkpoint file's object on the CPU, as data: nothing in the file runs.
+
+    ``torch.load(weights_only=True)`` unpickles tensors, plain containers and numbers only
+    (published PANNs/BEATs/EAT files and audioclf bundles need no more), plus the few numpy
+    types that older checkpoints used for random-generator states (:func:`safe_globals`).
+    A file that needs any other object unpickled (which could run code) is refused with a
+    ``CheckpointError`` naming the file and the type.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
-        # weights_only=False: published PANNs/BEATs files hold plain python containers,
-        # and audioclf bundles hold a config dict; both are trusted-by-user files.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - torch raises many types here
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        offending = _GLOBAL_RE.search(str(err))
+        if offending is None:  # not a refused type: a damaged or foreign file
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(err)})") from None
+        raise CheckpointError(
+            f"{path}: refused: loading it would unpickle {offending.group(1)!r}, which could run code; "
+            "audioclf reads checkpoints as data only (tensors, numbers, plain containers). "
+            "Convert it where you trust its source (torch.load(weights_only=False) -> state dict -> torch.save)"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+
+
+def safe_globals() -> list[Any]:
+    """The non-torch types a checkpoint may hold: numpy arrays and their dtypes, which
+    rebuild plain arrays and run nothing (older audioclf checkpoints kept numpy random
+    states as arrays)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core
+    types: list[Any] = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        # numeric dtypes only: no object, string or structured arrays
+        numeric = ("Bool", "Int", "UInt", "Float", "Complex")
+        types += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and n.startswith(numeric)]
+    return types
+
+
+_GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _reason(err: Exception) -> str:
+    """The line of torch's long weights-only message that says what was wrong."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if ln.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+    return lines[-1] if lines else type(err).__name__
 
 
 def extract_state_dict(obj: Any, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
@@ -54,7 +103,7 @@ def extract_state_dict(obj: Any, model: nn.Module | None = None) -> dict[str, to
                 return dict(obj[key])
         if all(isinstance(v, torch.Tensor) for v in obj.values()):
             return dict(obj)
-    raise ValueError("checkpoint holds no state dict (expected keys 'model' or 'state_dict')")
+    raise CheckpointError("checkpoint holds no state dict (expected keys 'model' or 'state_dict')")
 
 
 def load_state_into(

@@ -274,29 +274,35 @@ def build_report(
     fold: int | None = None,
     rows: int = 6,
     title: str | None = None,
+    model: str | None = None,
+    offline: bool = False,
 ) -> Report:
-    """Render the report of ``target`` (a run directory or a checkpoint).
+    """Render the report of ``target`` (a run directory or a checkpoint, or any model source:
+    a published file, a catalog name, ``hf:ORG/REPO``; ``model``/``offline`` as for
+    :func:`audioclf.models.pretrained.resolve_model`).
 
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
     (or ``fold``) for per-class figures; otherwise ``evaluation.json`` of the run is used
     when present.
     """
-    files = locate_run(target)
+    files = _locate(target)
     ctx = _Context(files)
-    if store is not None and files.checkpoint is None:
+    source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
+    if store is not None and source is None:
         raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
-    if files.checkpoint is not None:
-        if store is not None or audio is not None:  # the model is needed: read and build it once
+    if source is not None:
+        from audioclf.models.bundle import read_bundle
+
+        try:  # only the bundle info is needed unless the model runs
+            ctx.info = {} if store is not None or audio is not None else read_bundle(source)[1]
+        except (ValueError, FileNotFoundError):  # a published checkpoint or a named source: its info comes with the model
+            ctx.info = {}
+        if not ctx.info:  # the model is needed: read and build it once
             from audioclf.inference.classifier import Classifier
-            from audioclf.training.evaluate import load_bundle_model
 
-            model, ctx.info = load_bundle_model(files.checkpoint)
-            ctx.classifier = Classifier(model, ctx.info)
-        else:
-            from audioclf.training.evaluate import read_bundle
-
-            _, ctx.info = read_bundle(files.checkpoint)
+            ctx.classifier = Classifier.from_pretrained(source, model=model, offline=offline)
+            ctx.info = ctx.classifier.info
     if files.metrics_csv is not None:
         ctx.history = read_history(files.metrics_csv)
     if files.metrics_json is not None:
@@ -337,6 +343,17 @@ def build_report(
     return Report(page, dict(ctx.figures))
 
 
+def _locate(target: str | Path) -> RunFiles:
+    """The run files of ``target``; a catalog name or Hub id has none."""
+    from audioclf.models.pretrained import is_model_source_name
+
+    if isinstance(target, str) and is_model_source_name(target):
+        return RunFiles(None, None, None, None, None, None)
+    if Path(target).is_dir() and (Path(target) / "config.json").is_file():  # a Hugging Face / Hub-format model
+        return RunFiles(None, None, None, None, None, None)
+    return locate_run(target)
+
+
 def write_report(
     target: str | Path,
     out: str | Path | None = None,
@@ -352,7 +369,7 @@ def write_report(
         _html_path(out)  # before the work, not after it
     report = build_report(target, audio, **options)
     if out is None:
-        files = locate_run(target)
+        files = _locate(target)
         base = files.run_dir or (files.checkpoint.parent if files.checkpoint else Path("."))
         out = base / "report.html"
     path = report.write(out)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from audioclf.config import OptimConfig, TaskConfig
+from audioclf.errors import TrainingError
 from audioclf.training.metrics import compute_metrics, monitor_metric
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,30 @@ class ClassificationTask(L.LightningModule):
         else:
             logits = self.model(wave)
         loss = self.loss_fn(logits, target)
+        # before the backward pass: a non-finite loss would make every weight NaN, and
+        # Lightning would go on training (and checkpointing) a model that predicts nothing
+        if not bool(torch.isfinite(loss.detach())):
+            raise TrainingError(f"training loss is {float(loss.detach())} at step {self.global_step} "
+                                f"(epoch {self.current_epoch}, batch {batch_idx}); {self._likely_cause()}")
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=wave.shape[0])
         # a tensor sum: float() here would wait for the device on every step
         self._train_loss_sum = self._train_loss_sum + loss.detach()
         self._train_batches += 1
         return loss
+
+    def _likely_cause(self) -> str:
+        lr = self.optim_cfg.lr
+        return (f"the likely cause is a learning rate too high for this model (optim.lr={lr:g}): lower it, "
+                "or set trainer.gradient_clip_val; otherwise extreme values in the data (audioclf verify STORE) "
+                "or fp16 overflow (trainer.precision=32). Checkpoints written before this step are kept")
+
+    def _check_finite_weights(self) -> None:
+        """No checkpoint of non-finite weights: the update of the last step can overflow
+        even when its loss was finite."""
+        for name, p in self.eval_model().named_parameters():
+            if not bool(torch.isfinite(p.detach()).all()):
+                raise TrainingError(f"weight {name} became non-finite by step {self.global_step} "
+                                    f"(epoch {self.current_epoch}); {self._likely_cause()}")
 
     # -- EMA ----------------------------------------------------------------------------
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -326,6 +346,7 @@ class ClassificationTask(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_finite_weights()  # raised before the file is written
         checkpoint["audioclf"] = self.bundle_info()
         if self.mixer is not None:
             # so a resumed run draws the same mixing decisions as an uninterrupted one

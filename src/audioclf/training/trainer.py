@@ -78,7 +78,7 @@ def build_model(config: Config, store: Store, load_pretrained: bool = True) -> t
             f"if the model accepts it"
         )
     if m.pretrained and load_pretrained:
-        load_initial_weights(model, m.pretrained)
+        load_initial_weights(model, m.pretrained, name=m.name)
     freeze_parameters(model, m.freeze)
     return model
 
@@ -108,13 +108,23 @@ def resolve_pretrained(spec: str) -> Path:
     return path
 
 
-def load_initial_weights(model: torch.nn.Module, spec: str) -> Path:
+def load_initial_weights(model: torch.nn.Module, spec: str, name: str | None = None) -> Path | str:
     """Start ``model`` from ``spec`` (see :func:`resolve_pretrained`) through the one loading
     path of ``create_model(..., pretrained=...)``: an audioclf checkpoint gives the weights it
     evaluates (the EMA copy when the run kept one), a published one goes through the model's
-    own importer, and a head for another class count stays freshly initialised (logged)."""
-    from audioclf.models.checkpoints import load_pretrained
+    own importer, and a head for another class count stays freshly initialised (logged).
 
+    A catalog name (``panns-cnn14``) or Hub id (``hf:ORG/REPO``) is resolved first
+    (downloaded once, see :mod:`audioclf.models.pretrained`, as model ``name``), and its
+    weights are loaded the same way."""
+    from audioclf.models.checkpoints import load_pretrained, load_state_into
+    from audioclf.models.pretrained import is_model_source_name, resolve_model
+
+    if is_model_source_name(spec):
+        source_model, _ = resolve_model(spec, model=name)
+        load_state_into(model, source_model.state_dict(), source=f"model.pretrained={spec}")
+        log.info("model.pretrained: loaded %s", spec)
+        return spec
     path = resolve_pretrained(spec)
     load_pretrained(model, path)
     log.info("model.pretrained: loaded %s", path)
@@ -311,7 +321,7 @@ def train(
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    trainer.fit(task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path)
+    _fit(trainer, task, loaders, ckpt_path)
     if earlier_metrics:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
     best_cb = checkpoint_cbs[0]
@@ -322,7 +332,8 @@ def train(
         global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
     )
     if loaders["test"] is not None and best is not None:
-        from audioclf.training.evaluate import evaluate_loader, load_bundle_model
+        from audioclf.models.bundle import load_bundle_model
+        from audioclf.training.evaluate import evaluate_loader
 
         # scored on the device it trained on: AudioSet's eval set is 20k clips
         bundle_model, bundle = load_bundle_model(best, device=trainer.strategy.root_device)
@@ -332,6 +343,24 @@ def train(
         )
     result.seconds = time.time() - t0
     return result
+
+
+def _fit(trainer: L.Trainer, task: ClassificationTask, loaders: dict[str, DataLoader | None], ckpt_path: str | None) -> None:
+    """``trainer.fit`` with a resumed checkpoint read as data, and Ctrl-C kept a
+    ``KeyboardInterrupt``: Lightning catches it, shuts down and calls ``exit(1)``; the
+    run directory (``last.ckpt`` of the last finished epoch or step) stays resumable."""
+    from audioclf.models.checkpoints import safe_globals
+
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            trainer.fit(
+                task, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=ckpt_path,
+                weights_only=True,
+            )
+    except SystemExit as err:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from err
+        raise
 
 
 def resume_target(resume: str | None) -> tuple[Path | None, str | None, int]:

@@ -16,7 +16,8 @@ from audioclf.data.catalog import create_source
 from audioclf.data.download import ChecksumError, DatasetLayoutError, record_path
 from audioclf.data.prepare import prepare_dataset
 from audioclf.data.store import Store
-from tests.data.catalog.fakes import ESC10, ESC_CLASSES, csv_text, serve
+from audioclf.errors import DataError
+from tests.data.catalog.fakes import ESC10, ESC_CLASSES, csv_text, serve, tone, wav_bytes
 
 
 def test_download_verify_prepare(esc50_zip, http_server, tmp_path, monkeypatch):
@@ -124,3 +125,23 @@ def test_metadata_with_missing_columns_names_them(esc50_zip, http_server, tmp_pa
     src = create_source("esc50", tmp_path / "esc", url=serve(http_server, bad))
     with pytest.raises(DatasetLayoutError, match="missing esc10, src_file, take"):
         prepare_dataset(src, tmp_path / "esc" / "esc50.h5")
+
+
+@pytest.mark.parametrize("name", ["/SECRET", "../../SECRET", "sub/../../../SECRET"])
+def test_csv_names_outside_the_dataset_are_refused(http_server, tmp_path, name):
+    # an archive whose CSV names a private file of this machine must not pack it
+    secret = tmp_path / "SECRET"
+    secret.write_bytes(b"private")
+    if name.startswith("/"):
+        name = str(secret)
+    archive = tmp_path / "ESC-50-master.zip"
+    rows = [["1-100-A-0.wav", 1, 0, "dog", True, 100, "A"], [name, 1, 0, "dog", True, 101, "A"]]
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ESC-50-master/audio/1-100-A-0.wav", wav_bytes(tone(2205, seed=0), 44100))
+        header = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+        zf.writestr("ESC-50-master/meta/esc50.csv", csv_text(header, rows))
+    root = tmp_path / "esc"
+    src = create_source("esc50", root, url=serve(http_server, archive))
+    with pytest.raises(DataError, match=r"not a relative file name inside"):
+        prepare_dataset(src, root / src.store_name(), sample_rate=8000)
+    assert not (root / "esc50.h5").exists()

@@ -18,7 +18,13 @@ from typing import Any
 
 from audioclf.data.catalog.archive import ArchiveDataset, archive_options
 from audioclf.data.catalog.registry import DatasetInfo, Item, Option, ProgressFn, register_dataset
-from audioclf.data.download import DatasetLayoutError, Remote, fetch_archive, recorded_checksum
+from audioclf.data.download import (
+    DatasetLayoutError,
+    Remote,
+    dataset_file,
+    fetch_archive,
+    recorded_checksum,
+)
 
 ARCHIVE = Remote(url="https://github.com/karoldvl/ESC-50/archive/master.zip", filename="ESC-50-master.zip")
 TOP_DIR = "ESC-50-master"
@@ -94,7 +100,7 @@ class ESC50(ArchiveDataset):
                     clip_id=Path(row["filename"]).stem,
                     target=index[t] if index is not None else t,
                     fold=fold,
-                    path=str(d / "audio" / row["filename"]),
+                    path=str(dataset_file(d / "audio", row["filename"], "esc50", d / CSV)),
                     meta={"category": row["category"], "src_file": row["src_file"], "take": row["take"]},
                 )
             )

@@ -19,7 +19,7 @@ from typing import Any
 
 from audioclf.data.catalog.archive import ArchiveDataset, archive_options
 from audioclf.data.catalog.registry import DatasetInfo, Item, ProgressFn, register_dataset
-from audioclf.data.download import DatasetLayoutError, Remote, fetch_archive
+from audioclf.data.download import DatasetLayoutError, Remote, dataset_file, fetch_archive
 
 ARCHIVE = Remote(
     url="https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz",
@@ -83,7 +83,7 @@ class UrbanSound8K(ArchiveDataset):
                     clip_id=Path(row["slice_file_name"]).stem,
                     target=int(row["classID"]),
                     fold=fold,
-                    path=str(d / "audio" / f"fold{fold}" / row["slice_file_name"]),
+                    path=str(dataset_file(d / "audio" / f"fold{fold}", row["slice_file_name"], "urbansound8k", d / CSV)),
                     meta={"fsID": row["fsID"], "salience": row["salience"]},
                 )
             )
