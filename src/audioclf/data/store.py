@@ -481,7 +481,7 @@ class Store:
                     ids.append(_decode(f["clip_id"][:n]))
                     sources.append(_decode(f["source"][:n]))
                     shard_of.append(np.full(n, i, np.int32))
-            except OSError as err:
+            except (OSError, KeyError) as err:  # h5py: KeyError for a damaged object header
                 raise StoreError(f"{p}: cannot read store file ({err})") from err
         h0 = headers[0]
         for p, h in zip(files[1:], headers[1:], strict=True):
