@@ -48,7 +48,7 @@ class AtStart(L.Callback):
         self.lr = [g["lr"] for g in opt.param_groups]
         self.sched_epoch = trainer.lr_scheduler_configs[0].scheduler.last_epoch
         self.ema = {k: v.clone() for k, v in pl_module.ema_model.state_dict().items()}
-        self.sampler_epoch = trainer.train_dataloader.sampler.epoch
+        self.sampler_epoch = trainer.train_dataloader.batch_sampler.epoch
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if not hasattr(self, "first_batch"):
