@@ -297,6 +297,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for line in choice.lines() if choice else ():
         console.print(line, highlight=False, markup=False)
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
     if res.test_metrics:
@@ -317,6 +319,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     config = load_resume_config(args.run, args.overrides)
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.test_metrics:
         out.print(metrics_table(res.test_metrics, "test (best checkpoint)"))
     out.print(f"run directory: {res.run_dir}\nsteps: {res.global_step}\nbest checkpoint: {res.best_checkpoint}\ntime: {res.seconds:.1f} s")
@@ -335,6 +339,10 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     config, _ = load_train_config(args.config, args.overrides)
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    if not launch_rank_is_zero():  # under DDP: rank 0 reports
+        return 0
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
     for col in ("fold", *names, "clips", "run"):

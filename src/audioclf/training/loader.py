@@ -30,6 +30,11 @@ class _SkippingSampler(Sampler[Any]):
     def epoch(self) -> int:
         return int(getattr(self.base, "epoch", 0))
 
+    @property
+    def sampler(self) -> Any:
+        """The index sampler inside: Lightning sets the epoch on ``batch_sampler.sampler``."""
+        return getattr(self.base, "sampler", self.base)
+
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
 
