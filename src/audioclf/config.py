@@ -107,6 +107,9 @@ class TrainerConfig(_Section):
         "SLURM does), ddp_find_unused_parameters_true, fsdp (shards the weights; models too large for one "
         "device), ... (docs/scaling.md)",
     )
+    sync_batchnorm: bool = Field(
+        False, description="under DDP, batch-norm statistics over all processes' batches (small per-GPU batches)"
+    )
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true", "bf16-true"] = "32"
 
     @field_validator("precision", mode="before")

@@ -336,6 +336,7 @@ def train(
         # our samplers split the data across ranks themselves (data/sampling.py):
         # Lightning's DistributedSampler would pad the evaluation shards with repeats
         use_distributed_sampler=False,
+        sync_batchnorm=t.sync_batchnorm,
         precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val,
