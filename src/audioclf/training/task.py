@@ -272,18 +272,15 @@ class ClassificationTask(L.LightningModule):
             self.val_metrics.reset()
             self.val_loss.reset()
             return
-        val_loss: float | None = float(self.val_loss.compute())  # nan when no rank had a batch
+        val_loss = float(self.val_loss.compute())
         self.val_loss.reset()
-        if val_loss is not None and math.isnan(val_loss):
-            val_loss = None
         try:
             metrics = metric_values(self.val_metrics)
         except ValueError as err:  # e.g. no positives in a tiny validation set
             log.warning("validation metrics skipped: %s", err)
             metrics = None
         self.val_metrics.reset()
-        if val_loss is not None:
-            self._log_global("val/loss", val_loss, prog_bar=True)
+        self._log_global("val/loss", val_loss, prog_bar=True)
         if metrics is None:
             return
         self.last_val_metrics = metrics
@@ -291,7 +288,7 @@ class ClassificationTask(L.LightningModule):
             if isinstance(v, float) and not math.isnan(v):
                 self._log_global(f"val/{k}", v, prog_bar=k in ("accuracy", "mAP"))
         # seed 003's overfitting gap: how much worse validation loss is than training loss
-        if val_loss is not None and self._train_batches:
+        if self._train_batches:
             # every rank ran the same number of batches: the mean of per-rank means is the mean
             train_loss = float(self.trainer.strategy.reduce(
                 torch.as_tensor(float(self._train_loss_sum) / self._train_batches, device=self.device), reduce_op="mean"
@@ -411,7 +408,8 @@ def _all_gather_objects(obj: Any) -> list[Any]:
 def _mean_metric() -> nn.Module:
     from torchmetrics import MeanMetric
 
-    return MeanMetric()
+    # a non-finite loss stays visible in val/loss (the default would drop it with a warning)
+    return MeanMetric(nan_strategy="disable")
 
 
 # --- schedulers ---------------------------------------------------------------------------
