@@ -18,6 +18,7 @@ import lightning as L
 
 from audioclf.config import load_config
 from audioclf.training.trainer import train
+from tests.training.helpers import Kill
 
 DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
 # a stateful recipe: mixing and EMA draw per-rank random numbers; per-step checkpoints
@@ -46,15 +47,6 @@ class Recorder(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.epochs))
-
-
-class Kill(L.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("killed")
 
 
 def main() -> None:
