@@ -312,6 +312,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
                    "what the store is; recipe=none for bare training)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "examples:\n"
+        "  audioclf train data.store=data/my_sounds.h5                    # default recipe chosen by the store\n"
+        "  audioclf train configs/esc50/eat_s.yaml data.fold=1 trainer.max_epochs=3\n"
+        "  audioclf train configs/audioset/cnn14.yaml trainer.devices=4 trainer.strategy=ddp   # 4 GPUs (docs/scaling.md)\n"
+        "  torchrun --standalone --nproc_per_node=4 -m audioclf.cli train configs/audioset/cnn14.yaml \\\n"
+        "      trainer.devices=4 trainer.strategy=ddp"
+    )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
