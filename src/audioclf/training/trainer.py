@@ -24,6 +24,9 @@ import glob
 import json
 import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +186,10 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
     )
     if roles["train"].size == 0:
         raise ValueError(f"no training clips in {store.path} for this protocol (data.train_split / data.fold)")
+    from audioclf.data.splits import coverage_warnings
+
+    for message in coverage_warnings(store.targets, store.label_names, roles, where=str(store.path)):
+        log.warning(message)
     augment = None
     if d.augment:
         from audioclf.data.augment import build_waveform_augment
@@ -258,6 +265,33 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
+class _EpochBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's rich bar counting epochs from 1 to max_epochs ("Epoch 2/2" on the last
+    of two), not from 0 to max_epochs - 1."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            text += f"/{self.trainer.max_epochs}"
+        return f"{text:{len(self.validation_description)}}"  # padded like Lightning's, to avoid flicker
+
+
+@contextmanager
+def _known_warnings_silenced() -> Iterator[None]:
+    """Silence the Lightning warnings audioclf knows to be harmless here, for the fit only.
+
+    "smaller than the logging interval": an epoch with fewer batches than
+    log_every_n_steps logs no per-step row, but train/loss is also logged per epoch, so
+    metrics.csv, the curves and the report lose nothing.
+    """
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval",
+                                category=PossibleUserWarning)
+        yield
+
+
 def train(
     config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None, *, test: bool = True
 ) -> RunResult:
@@ -323,6 +357,8 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
     cbs: list[L.Callback] = [shared_dir, *checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or [])]
+    if t.progress_bar:
+        cbs.append(_EpochBar())
     if t.early_stopping_patience:
         cbs.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stopping_patience))
     trainer = L.Trainer(
@@ -356,7 +392,8 @@ def train(
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    _fit(trainer, task, loaders, ckpt_path)
+    with _known_warnings_silenced():
+        _fit(trainer, task, loaders, ckpt_path)
     run_dir = shared_dir.run_dir  # rank 0's, on every rank
     if earlier_metrics and trainer.is_global_zero:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
