@@ -328,7 +328,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = [*_global_overrides(args), *overrides]
     # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
     config, choice = load_train_config(recipe, overrides, announce=False)
-    for line in choice.lines() if choice else ():
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    for line in choice.lines() if choice and launch_rank_is_zero() else ():  # under DDP: once
         console.print(line, highlight=False, markup=False)
     res = train(config)
     if res.rank:  # under DDP: rank 0 reports
