@@ -190,8 +190,10 @@ def _bare_loop(config: Any) -> tuple[int, float]:
     limit = config.trainer.limit_train_batches
     clips, t = 0, time.perf_counter()
     for epoch in range(config.trainer.max_epochs):
-        loader.sampler.set_epoch(epoch)
-        loader.dataset.set_epoch(epoch)
+        # what Lightning and the task do at each epoch start: the sampler's order, the crops
+        for obj in (loader.batch_sampler, loader.sampler, loader.dataset):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(epoch)
         for b, (x, y) in enumerate(loader):
             if limit is not None and b >= limit:
                 break

@@ -328,9 +328,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = [*_global_overrides(args), *overrides]
     # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
     config, choice = load_train_config(recipe, overrides, announce=False)
-    for line in choice.lines() if choice else ():
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    for line in choice.lines() if choice and launch_rank_is_zero() else ():  # under DDP: once
         console.print(line, highlight=False, markup=False)
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
     if res.test_metrics:
@@ -351,6 +355,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
                    "what the store is; recipe=none for bare training; a first argument with '=' is an override)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "examples:\n"
+        "  audioclf train data.store=data/my_sounds.h5                    # default recipe chosen by the store\n"
+        "  audioclf train configs/esc50/eat_s.yaml data.fold=1 trainer.max_epochs=3\n"
+        "  audioclf train configs/audioset/cnn14.yaml trainer.devices=4 trainer.strategy=ddp   # 4 GPUs (docs/scaling.md)\n"
+        "  torchrun --standalone --nproc_per_node=4 -m audioclf.cli train configs/audioset/cnn14.yaml \\\n"
+        "      trainer.devices=4 trainer.strategy=ddp"
+    )
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -402,6 +415,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     config = load_resume_config(args.run, [*_global_overrides(args), *args.overrides])
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.test_metrics:
         out.print(metrics_table(res.test_metrics, "test (best checkpoint)"))
     out.print(f"run directory: {res.run_dir}\nsteps: {res.global_step}\nbest checkpoint: {res.best_checkpoint}\ntime: {res.seconds:.1f} s")
@@ -424,6 +439,10 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     config, _ = load_train_config(args.config, [*_global_overrides(args), *args.overrides])
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    if not launch_rank_is_zero():  # under DDP: rank 0 reports
+        return 0
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
     for col in ("fold", *names, "clips", "run"):

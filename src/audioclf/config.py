@@ -106,7 +106,17 @@ class TrainerConfig(_Section):
     max_epochs: int = Field(10, ge=1)
     max_steps: int = Field(-1, ge=-1)
     accelerator: str = "auto"
-    devices: int | str = "auto"
+    devices: int | str = Field("auto", description="devices per node: a count, 'auto', or a list such as '0,1'")
+    num_nodes: int = Field(1, ge=1, description="machines in a multi-node run (each with `devices` devices)")
+    strategy: str = Field(
+        "auto",
+        description="Lightning strategy: auto, ddp (one process per device; Lightning starts them, or torchrun/"
+        "SLURM does), ddp_find_unused_parameters_true, fsdp (shards the weights; models too large for one "
+        "device), ... (docs/scaling.md)",
+    )
+    sync_batchnorm: bool = Field(
+        False, description="under DDP, batch-norm statistics over all processes' batches (small per-GPU batches)"
+    )
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true", "bf16-true"] = "32"
 
     @field_validator("precision", mode="before")
