@@ -143,6 +143,7 @@ def _train_config(store: Path, model: str, epochs: int, batch: int, out: Path, b
     over = [
         f"data.store={store}", f"model.name={model}", f"data.batch_size={batch}", f"trainer.max_epochs={epochs}",
         f"output_dir={out}", "trainer.progress_bar=false", "data.test_split=null", "trainer.accelerator=cpu",
+        "data.num_workers=auto",
         *(["data.val_split=null"] if batches is not None else []),
         *([f"trainer.limit_train_batches={batches}"] if batches is not None else []),
         *overrides,

@@ -63,11 +63,11 @@ def test_loader_options_follow_the_machine_and_the_config() -> None:
     from audioclf.data.dataset import default_num_workers
     from audioclf.training.trainer import loader_options
 
-    auto = loader_options(load_config(None, ["trainer.accelerator=cpu"]))
+    auto = loader_options(load_config(None, ["trainer.accelerator=cpu", "data.num_workers=auto"]))
     assert auto["num_workers"] == default_num_workers()
     assert auto["pin_memory"] is False  # nothing to pin for on the CPU
     assert auto["persistent_workers"] is (auto["num_workers"] > 0)
     two = loader_options(load_config(None, ["trainer.accelerator=cpu", "data.num_workers=2", "data.prefetch_factor=3"]))
     assert two == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 3}
-    none = loader_options(load_config(None, ["data.num_workers=0"]))
+    none = loader_options(load_config(None, []))  # the default: in the training process
     assert none["num_workers"] == 0 and not none["persistent_workers"] and "prefetch_factor" not in none
