@@ -170,3 +170,16 @@ def test_a_body_that_trickles_gets_408_and_is_closed(server: Server) -> None:
         assert time.monotonic() - t0 < REQUEST_TIMEOUT + 5
     with httpx.Client(base_url=server.url, timeout=60) as c:  # and the service keeps serving
         assert c.post("/predict", files={"file": ("a.wav", wav(1.0))}).status_code == 200
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audioclf.cli import main
+    from tests.training.test_evaluate import bundle
+
+    ckpt = bundle(tmp_path / "m.ckpt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", str(ckpt), "--port", str(port)]) == 2
+    assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -47,6 +47,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from audioclf.errors import AudioclfError
 from audioclf.inference.classifier import Classifier
 from audioclf.inference.timeline import Timeline, WindowCutter, count_windows, ranked
 
@@ -714,5 +715,13 @@ def serve(
     app = create_app(classifier, settings, model_name=f"{classifier.info.get('model', 'model')} ({Path(checkpoint).name})")
     log.info("loaded %s in %.1f s; listening on http://%s:%d", checkpoint, time.time() - t0, host, port)
     settings = settings or ServiceSettings()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, http=slow_client_protocol(settings.request_timeout),
-                limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=slow_client_protocol(settings.request_timeout),
+                            limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+    server = uvicorn.Server(config)
+    try:
+        # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again
+        server.run()
+    except SystemExit as err:  # uvicorn exits when it cannot start (e.g. the port is taken)
+        raise AudioclfError(f"could not serve on {host}:{port} (the log above says why; is the port in use?)") from err
+    if not server.started:
+        raise AudioclfError(f"could not serve on {host}:{port} (the log above says why; is the port in use?)")
