@@ -85,6 +85,19 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return table
 
 
+MODEL_SOURCE_HELP = ("model source: an audioclf checkpoint, a published checkpoint file (PANNs .pth, BEATs .pt, "
+                     "EAT best_model.pt/chkpnt.pt, ESPnet BEATs), a catalog name (see `audioclf models --pretrained`), "
+                     "a Hugging Face model directory or hf:ORG/REPO[@REV]")
+
+
+def add_model_source_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--offline``, shared by every verb that takes a model source."""
+    p.add_argument("--model", metavar="NAME", help="architecture of a published file when it is not recognised "
+                   "(a registered name, see `audioclf models`)")
+    p.add_argument("--offline", action="store_true", help="use only the download caches (as HF_HUB_OFFLINE=1); "
+                   "a missing file is named")
+
+
 def _setup_logging(verbose: int, trains: bool = False) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
@@ -144,9 +157,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for text in args.option:
         key, value = parse_override(text)
         options[".".join(key)] = value
+    if args.path and args.root:
+        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+    args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
         dest = Path(args.out)
+    elif getattr(source, "hub_id", None):  # a Hub dataset: in the working directory
+        dest = Path(source.store_name())
     else:  # beside the data: in ROOT, or beside ROOT when it is a manifest file
         root = Path(args.root or ".")
         dest = (root.parent if root.is_file() else root) / source.store_name()
@@ -168,6 +186,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 @command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
+    p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
+                   help="the dataset's directory (the same as --root); for hf also a Hub dataset id, e.g. danavery/urbansound8K")
     p.add_argument("--root", help="dataset directory (downloads go here)")
     p.add_argument("--out", help="store path (default: the dataset's store name, e.g. esc50.h5, in ROOT)")
     p.add_argument("--sample-rate", type=int, default=None, help="resample to this rate (default: the dataset's own)")
@@ -198,8 +218,36 @@ def _datasets_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _pretrained_table(args: argparse.Namespace) -> int:
+    """``audioclf models --pretrained``: the published-weights catalog."""
+    from audioclf.models.pretrained import get_pretrained, list_pretrained
+
+    cols = ("name", "architecture", "source", "checksum", "licence", "published metric", "paper")
+    rows = []
+    for name in list_pretrained():
+        e = get_pretrained(name)
+        if args.filter and args.filter not in name:
+            continue
+        # the table shows URLs without their query string (BEATs' carries a long access signature)
+        source = e.source if args.json else e.source.split("?", 1)[0]
+        rows.append((e.name, e.architecture, source, e.checksum_text(), e.licence, e.metric, e.paper))
+    if args.json:
+        out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows]))
+        return 0
+    table = Table(title="published weights (audioclf predict NAME clip.wav)")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from audioclf.models import create_model, get_model_info, list_models
+
+    if args.pretrained:
+        return _pretrained_table(args)
 
     table = Table(title="models")
     for col in ("name", "family", "params", "sample rate", "clip", "description"):
@@ -233,16 +281,21 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, default=527, help="class count used to count parameters (default 527)")
     p.add_argument("--no-params", action="store_true", help="do not build the models to count parameters")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pretrained", action="store_true", help="list the published-weights catalog instead: name, "
+                   "architecture, source, checksum, licence, published metric")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
+    from audioclf.training.defaults import load_train_config
     from audioclf.training.trainer import train
 
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *overrides]  # `audioclf train key=value ...`
-    config = load_config(recipe, overrides)
+    # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
+    config, choice = load_train_config(recipe, overrides, announce=False)
+    for line in choice.lines() if choice else ():
+        console.print(line, highlight=False, markup=False)
     res = train(config)
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
@@ -254,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True)
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML recipe (omit to start from the defaults)")
+    p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
+                   "what the store is; recipe=none for bare training)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
 
 
@@ -276,10 +330,10 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from audioclf.config import load_config
     from audioclf.training.cv import cross_validate
+    from audioclf.training.defaults import load_train_config
 
-    config = load_config(args.config, args.overrides)
+    config, _ = load_train_config(args.config, args.overrides)
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
@@ -300,6 +354,81 @@ def _cv_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3")
     p.add_argument("--folds", type=int, nargs="+", help="test folds to run (default: all the store's folds)")
     p.add_argument("--cv-dir", help="complete an earlier CV directory (finished folds are kept)")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from audioclf.training.tune import tune
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if args.resume and recipe is not None and "=" in recipe and not Path(recipe).exists():
+        recipe, overrides = None, [recipe, *overrides]
+
+    def shown(v: Any) -> str:  # searched floats with 4 significant digits
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    def progress(row: dict[str, Any]) -> None:
+        value = "–" if row["value"] is None else f"{row['value']:.4f}"
+        params = ", ".join(f"{k}={shown(v)}" for k, v in row["params"].items())
+        console.print(f"trial {row['number']}: {row['state']} {value}  {params}", highlight=False, markup=False)
+
+    res = tune(
+        recipe, args.trials, overrides, name=args.name, resume=args.resume, protocol=args.protocol,
+        cv_folds=args.cv_folds, prune=not args.no_prune, seed=args.seed, timeout=args.timeout, progress=progress,
+    )
+    keys = sorted({k for r in res.trials for k in r["params"]})
+    table = Table(title=f"{len(res.trials)} trial(s), scored by {res.metric} on validation data (never the test data)")
+    for col in ("trial", "state", res.metric, *keys):
+        table.add_column(col, justify="right" if col not in ("state",) else "left")
+    for r in res.trials:
+        table.add_row(str(r["number"]), r["state"], "–" if r["value"] is None else f"{r['value']:.4f}",
+                      *(shown(r["params"].get(k, "")) for k in keys))
+    out.print(table)
+    if res.best_recipe is not None:
+        out.print(f"best: {res.metric} {res.best_value:.4f} with "
+                  f"{', '.join(f'{k}={shown(v)}' for k, v in res.best_params.items())}")
+        out.print(f"best recipe: {res.best_recipe}  (train it: audioclf train {res.best_recipe})")
+    out.print(f"tune directory: {res.tune_dir}\nreport: {res.report}")
+    return 0
+
+
+@command("tune", "search hyperparameters of a recipe's tune: section with Optuna (scored on validation data)",
+         cmd_tune, trains=True)
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Search the settings a recipe lists under `tune:` with Optuna: dotted config keys, each a range\n"
+        "{low, high[, log, step]} or {choices: [...]}. Each trial trains the recipe with its values and is\n"
+        "scored on validation data only (never the test split or fold); the median pruner stops trials\n"
+        "that trail the others. The search lives in <output_dir>/<name>-tune/ (SQLite study, one run per\n"
+        "trial, trials.csv, report.html) and continues when run again; best.yaml there is the best config\n"
+        "as a recipe for `audioclf train`."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf tune my_recipe.yaml --trials 20\n"
+        "  audioclf tune my_kfold_recipe.yaml --trials 30 --protocol cv --cv-folds 3 trainer.max_epochs=5\n"
+        "  audioclf tune --resume runs/my-tune --trials 40        # continue: finished trials are kept\n"
+        "\n"
+        "recipe section:\n"
+        "  tune:\n"
+        "    optim.lr: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+        "    data.augment.pitch_shift.p: {choices: [0.0, 0.5]}\n"
+        "    optim.scheduler: {choices: [cosine, plateau]}\n"
+    )
+    p.add_argument("recipe", nargs="?", help="YAML recipe with a tune: section (omit it with --resume)")
+    p.add_argument("overrides", nargs="*", help="key.path=value applied to the recipe before the search, "
+                   "e.g. trainer.max_epochs=5")
+    p.add_argument("--trials", type=int, default=20, help="finished trials (completed or pruned) to reach, "
+                   "counting those of an earlier run of the same search (default 20)")
+    p.add_argument("--name", help="search name: its directory is <output_dir>/<name>-tune (default: the recipe's name)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the search in this tune directory, with its own recipe.yaml")
+    p.add_argument("--protocol", choices=("val", "cv"), default="val",
+                   help="val: best validation figure of one run per trial (default); cv: for a k-fold recipe, the "
+                   "mean over runs that validate on each other fold (the test fold is never used)")
+    p.add_argument("--cv-folds", type=int, help="with --protocol cv: use only the first N validation folds")
+    p.add_argument("--no-prune", action="store_true", help="run every trial to the end (no median pruner)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the recipe's seed)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -375,7 +504,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from audioclf.inference import Classifier
 
-    clf = Classifier.from_checkpoint(args.checkpoint)
+    clf = Classifier.from_pretrained(args.checkpoint, model=args.model, offline=args.offline)
     if args.timeline:
         return _predict_timeline(clf, args)
     if args.out or args.window or args.hop:
@@ -393,10 +522,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "label audio files with a trained checkpoint", cmd_predict)
+@command("predict", "label audio files with a trained checkpoint or published weights", cmd_predict)
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     p.add_argument("files", nargs="+")
+    add_model_source_args(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON only")
     t = p.add_argument_group("timeline (long audio: sliding windows, frame-wise scores, events)")
@@ -416,7 +546,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         res = export_checkpoint(
             args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
-            verify=not args.no_verify,
+            verify=not args.no_verify, model=args.model, offline=args.offline,
         )
     except ImportError as err:  # onnx / onnxruntime missing: the message says what to install
         raise ValueError(str(err)) from err
@@ -431,7 +561,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx or .pt)")
     p.add_argument("--frontend", choices=("inside", "separate"), default="inside",
@@ -487,7 +618,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
-        fold=args.fold, rows=args.rows, title=args.title,
+        fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline,
     )
     out.print(f"report written to {path}")
     if args.plots:
@@ -497,7 +628,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command("report", "write a self-contained HTML report of a run (and of an audio file, with a playhead)", cmd_report)
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="run directory or checkpoint")
+    p.add_argument("target", help="run directory or checkpoint (or any model source: a published file, a catalog "
+                   "name, hf:ORG/REPO)")
+    add_model_source_args(p)
     p.add_argument("audio", nargs="?", help="audio file to show with its spectrogram, playhead and prediction timeline")
     p.add_argument("--out", help="HTML file (default: <run>/report.html)")
     p.add_argument("--store", help="evaluate the checkpoint on this store for per-class figures "
@@ -524,13 +657,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
     serve(args.checkpoint, args.host, args.port, settings, device=args.device,
-          log_level="debug" if args.verbose > 1 else "info")
+          log_level="debug" if args.verbose > 1 else "info", model=args.model, offline=args.offline)
     return 0
 
 
 @command("serve", "serve a checkpoint over HTTP (POST /predict, POST /timeline, a player page at /)", cmd_serve)
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    add_model_source_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted file, MiB (default 25)")
@@ -546,6 +680,135 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request-timeout", type=float, default=60.0,
                    help="seconds a client has to send its request headers and body, then 408 / closed (default 60)")
     p.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503 (default 64)")
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
+    from audioclf.reporting.runs import locate_run
+
+    check_repo_id(args.repo_id)  # before any conversion
+    source = Path(args.source)
+    if is_hub_dir(source):  # written earlier with --dir: upload it as it is
+        if args.dir:
+            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+        url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
+        out.print(f"pushed {source} to {args.repo_id}: {url}")
+        return 0
+    files = locate_run(source)
+    if files.checkpoint is None:
+        raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
+    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
+    if args.dataset:
+        card["datasets"] = args.dataset
+    if args.dir:
+        folder = save_bundle_pretrained(files.checkpoint, args.dir, metrics=metrics, card=card)
+        out.print(f"Hub-format directory written to {folder} (model.safetensors, config.json, README.md); "
+                  f"upload it with: audioclf push {folder} {args.repo_id}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="audioclf-push-") as tmp:
+        folder = save_bundle_pretrained(files.checkpoint, Path(tmp) / "model", metrics=metrics, card=card)
+        url = push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision)
+    out.print(f"pushed {files.checkpoint} to {args.repo_id}: {url}")
+    return 0
+
+
+def _store_card(files: Any) -> dict[str, Any]:
+    """What the run's store says about its data, for the model card: the dataset's name and,
+    for a Hub dataset, its id (nothing when the run's config or store is not at hand)."""
+    import yaml
+
+    from audioclf.data.store import Store
+
+    config = yaml.safe_load(files.config.read_text()) if files.config else None
+    store = ((config or {}).get("data") or {}).get("store")
+    if not store or not Path(store).exists():
+        return {}
+    try:
+        header = Store(store).header
+    except Exception as err:  # noqa: BLE001 - the card is made without it
+        logging.getLogger("audioclf").info("store %s not read for the model card (%s)", store, err)
+        return {}
+    hub_id = (header.provenance.get("hf_dataset") or {}).get("hub_id")
+    # the catalog's own datasets have telling names; "hf", "folder" say less than the file
+    name = hub_id or (header.dataset if header.dataset not in ("hf", "folder", "custom") else Path(store).stem)
+    return {"dataset": name, **({"datasets": [hub_id]} if hub_id else {})}
+
+
+@command("push", "write a run's model in audioclf's Hub format and upload it to the Hugging Face Hub", cmd_push)
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Write a run's best checkpoint (or any audioclf checkpoint) as model.safetensors, config.json and a "
+        "model card README.md (metrics, dataset, recipe, usage), then upload it to the Hub repository ORG/NAME "
+        "(created if missing). With --dir the directory is only written locally (save_pretrained); push that "
+        "directory later by naming it instead of the run. Log in first with `hf auth login` (or set HF_TOKEN)."
+    )
+    p.epilog = (
+        "examples:\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101 my-org/esc50-cnn14 --private\n"
+        "  audioclf push runs/esc50-cnn14-20261202-0101/checkpoints/best.ckpt my-org/esc50-cnn14 --dir esc50-cnn14\n"
+        "  audioclf push esc50-cnn14 my-org/esc50-cnn14 --revision v1"
+    )
+    p.add_argument("source", help="run directory, audioclf checkpoint, or a directory written with --dir")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="Hub repository to upload to (named in the card's usage snippet)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to upload to (created from main when missing; default: main)")
+    p.add_argument("--dir", metavar="OUT", help="only write the Hub-format directory OUT; upload nothing")
+    p.add_argument("--license", help="licence for the card's front matter (e.g. cc-by-4.0, that of the training data)")
+    p.add_argument("--dataset", action="append", default=[], metavar="HUB_ID",
+                   help="Hub dataset id the model was trained on, for the card (repeatable)")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from audioclf.inference import Classifier
+    from audioclf.inference.embed import (
+        EMBEDDING_FORMATS,
+        embed_files,
+        embed_store,
+        write_embeddings,
+    )
+
+    if Path(args.out).suffix.lower() not in EMBEDDING_FORMATS:
+        raise ValueError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
+    clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device)
+    store = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in (".h5", ".hdf5") or (
+        len(args.inputs) == 1 and Path(args.inputs[0]).is_dir())
+    if (args.split or args.fold is not None) and not store:
+        raise ValueError("--split and --fold select clips of a store; give one store (.h5 or a shard directory)")
+    with progress_bar() as prog:
+        if store:
+            emb = embed_store(clf, args.inputs[0], split=args.split, fold=args.fold, batch_size=args.batch_size,
+                              progress=prog)
+        else:
+            emb = embed_files(clf, args.inputs, batch_size=args.batch_size, progress=prog)
+    for path in write_embeddings(emb, args.out):
+        out.print(f"written: {path}")
+    out.print(f"{len(emb)} embeddings of dimension {emb.embeddings.shape[1]} ({clf.info['model']})")
+    return 0
+
+
+@command("embed", "write one clip embedding per audio file or store clip (.npy, .npz or .parquet)", cmd_embed)
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    p.description = ("Compute each clip's embedding (the model's documented one: PANNs fc1, EAT class token, "
+                     "BEATs/AST pooled encoder output) for audio files or the clips of a packed store, and write "
+                     "them with the file or clip name and label columns.")
+    p.epilog = ("examples:\n"
+                "  audioclf embed panns-cnn14 dog.wav rain.flac --out emb.npy      # + emb.csv (index,name,label)\n"
+                "  audioclf embed runs/esc50-*/checkpoints/best.ckpt esc50.h5 --fold 5 --out fold5.parquet\n"
+                "  audioclf embed Cnn14_mAP=0.431.pth clips/*.wav --model cnn14 --out emb.npz")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("model_source", metavar="MODEL", help=MODEL_SOURCE_HELP)
+    p.add_argument("inputs", nargs="+", metavar="FILES_OR_STORE", help="audio files, or one packed store (.h5 or a "
+                   "shard directory)")
+    p.add_argument("--out", required=True, help="output: .npy (with a .csv sidecar), .npz or .parquet")
+    p.add_argument("--split", help="store split to embed (default: every clip)")
+    p.add_argument("--fold", type=int, help="store fold to embed instead of a split")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_model_source_args(p)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -706,12 +706,16 @@ def serve(
     settings: ServiceSettings | None = None,
     device: str = "cpu",
     log_level: str = "info",
+    *,
+    model: str | None = None,
+    offline: bool = False,
 ) -> None:
-    """Load ``checkpoint`` and serve it with uvicorn until interrupted."""
+    """Load ``checkpoint`` (any model source: an audioclf checkpoint, a published file, a
+    catalog name, ``hf:ORG/REPO``) and serve it with uvicorn until interrupted."""
     import uvicorn
 
     t0 = time.time()
-    classifier = Classifier.from_checkpoint(checkpoint, device)
+    classifier = Classifier.from_pretrained(checkpoint, model=model, offline=offline, device=device)
     app = create_app(classifier, settings, model_name=f"{classifier.info.get('model', 'model')} ({Path(checkpoint).name})")
     log.info("loaded %s in %.1f s; listening on http://%s:%d", checkpoint, time.time() - t0, host, port)
     settings = settings or ServiceSettings()

@@ -68,7 +68,7 @@ def test_fold_variant(tmp_path: Path) -> None:
 
 
 def test_unknown_option_is_named() -> None:
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['clips'\]; allowed: clips_per_class, folds, seconds, seed"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['clips'\]; allowed: clips_per_class, conditions, folds, seconds, seed"):
         create_source("synthetic", clips=3)
     with pytest.raises(ValueError, match="must be of type int"):
         create_source("synthetic", clips_per_class="many")
@@ -90,3 +90,50 @@ def test_resumed_sharded_prepare_refuses_shards_of_another_clip_list(tmp_path: P
     # the same clip list resumes, keeping every shard
     report = prepare_dataset(create_source("synthetic", clips_per_class=10, seconds=0.25), out, shard_size=12)
     assert report.resumed_clips == 120 and len(Store(out)) == 120
+
+
+def _centroid_hz(x: np.ndarray, sr: int = 16000) -> float:
+    mag = np.abs(np.fft.rfft(x))
+    f = np.fft.rfftfreq(x.size, 1 / sr)
+    return float((mag * f).sum() / mag.sum())
+
+
+def test_pitch_scales_the_event_and_keeps_its_timing() -> None:
+    base = synthesize("tone", seed=3)
+    np.testing.assert_array_equal(base, synthesize("tone", seed=3, pitch=1.0, noise="white"))  # defaults unchanged
+    low = synthesize("tone", seed=3, pitch=0.75, noise="white")
+    peak = lambda x: np.fft.rfftfreq(x.size, 1 / 16000)[np.abs(np.fft.rfft(x)).argmax()]  # noqa: E731
+    assert peak(low) == pytest.approx(0.75 * peak(base), rel=0.02)
+    # the event sits in the same 20 ms frames (frame peaks well above the noise's)
+    loud = lambda x: set(np.flatnonzero(np.abs(x).reshape(50, -1).max(1) > 0.3))  # noqa: E731
+    assert loud(low) == loud(base) and 10 < len(loud(base)) < 45
+
+
+def test_noise_kinds_differ_in_colour() -> None:
+    # the background alone: a clip of a quiet event far below the noise is mostly noise
+    white, brown = (np.random.default_rng(0).standard_normal(16000) for _ in range(2))
+    from audioclf.data.catalog.synthetic import NOISES
+
+    brown = NOISES["brown"](white, 16000)
+    assert np.sqrt(np.mean(brown**2)) == pytest.approx(np.sqrt(np.mean(white**2)), rel=1e-6)
+    assert _centroid_hz(brown) < 0.5 * _centroid_hz(white)
+    hum = NOISES["hum"](white, 16000)
+    spectrum = np.abs(np.fft.rfft(hum))
+    assert spectrum[50] > 20 * np.median(spectrum)  # 1 Hz bins: a peak at 50 Hz
+
+
+def test_conditions_give_each_fold_its_own(tmp_path: Path) -> None:
+    from audioclf.data.catalog.synthetic import CONDITIONS
+
+    src = create_source("synthetic", clips_per_class=4, seconds=0.5, folds=4, conditions=True)
+    prepare_dataset(src, tmp_path / "c.h5", workers=1)
+    plain = create_source("synthetic", clips_per_class=4, seconds=0.5, folds=4)
+    prepare_dataset(plain, tmp_path / "p.h5", workers=1)
+    c, p = Store(tmp_path / "c.h5"), Store(tmp_path / "p.h5")
+    assert c.fold_ids() == [1, 2, 3, 4]
+    for i in range(len(c)):
+        same = np.array_equal(c.read_audio(i), p.read_audio(i))
+        # fold 1 records under the plain condition (pitch 1, white noise); the others do not
+        assert same == (CONDITIONS[c.folds[i] - 1] == (1.0, "white")), (i, c.folds[i])
+    with pytest.raises(ValueError, match="conditions=true needs folds"):
+        create_source("synthetic", conditions=True).items()

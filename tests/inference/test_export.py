@@ -23,7 +23,7 @@ from audioclf.inference.export import (
     read_export_metadata,
 )
 from audioclf.models import create_model, list_models
-from audioclf.training.evaluate import load_bundle_model
+from audioclf.models.bundle import load_bundle_model
 
 # torch.jit.load warns that TorchScript is deprecated; loading is what these tests check
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")

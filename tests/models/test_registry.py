@@ -60,6 +60,10 @@ def test_forward_backward_and_contract(name: str) -> None:
     model.eval()
     with torch.no_grad():
         emb = model.embed(x)
+        # embed is the documented clip embedding: what the head reads (PANNs fc1, EAT's class
+        # token, BEATs/AST pooled encoder output), so `audioclf embed` sees the head's features
+        head = model.get_submodule(model.head_prefixes[0].rstrip("."))
+        torch.testing.assert_close(head(emb), model(x), rtol=1e-4, atol=1e-4)
     assert emb.ndim == 2 and emb.shape[0] == 2
 
 

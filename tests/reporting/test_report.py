@@ -70,11 +70,12 @@ def test_report_reads_and_builds_the_checkpoint_once(
     run: TinyRun, recording: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import audioclf.models
-    import audioclf.training.evaluate as evaluate
+    import audioclf.models.bundle as bundle
+    import audioclf.models.pretrained as pretrained
 
     reads: list[str] = []
     builds: list[str] = []
-    read, create = evaluate.read_checkpoint_file, evaluate.create_model
+    read, create = bundle.read_checkpoint_file, bundle.create_model
 
     def counted_read(path: str | Path) -> object:
         reads.append(str(path))
@@ -84,8 +85,9 @@ def test_report_reads_and_builds_the_checkpoint_once(
         builds.append(name)
         return create(name, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "read_checkpoint_file", counted_read)
-    monkeypatch.setattr(evaluate, "create_model", counted_create)
+    for module in (bundle, pretrained):  # the two places a model source is read and built
+        monkeypatch.setattr(module, "read_checkpoint_file", counted_read)
+        monkeypatch.setattr(module, "create_model", counted_create)
     monkeypatch.setattr(audioclf.models, "create_model", counted_create)
     report = build_report(run.run_dir, recording, store=run.store, rows=4)
     assert {"timeline", "confusion_matrix"} <= set(report.figures)
@@ -164,3 +166,23 @@ def test_report_of_a_multi_label_evaluation_shows_per_class_ap(run: TinyRun, tmp
     report = build_report(copy)
     assert "per_class_ap" in report.figures and "confusion_matrix" not in report.figures
     assert f"{metrics['mAP']:.4f}" in report.html and "<td>tag3</td>" in report.html
+
+
+def test_overfit_gap_curve_is_explained_beside_the_losses(run: TinyRun, tmp_path: Path) -> None:
+    page = build_report(run.run_dir).html
+    curves = page[page.index('<section id="curves">'):]
+    curves = curves[: curves.index("</section>")]
+    note = curves[curves.index('id="overfit-gap-note"'):]
+    assert "validation loss &minus; mean training loss" in note  # what it measures
+    for misleads in ("augmentation, mixing, label smoothing", "it is a ratio", "loss is not accuracy",
+                     "only as honest as the split"):
+        assert misleads in note
+    # a run that logged no gap gets no note
+    bare = tmp_path / "run"
+    shutil.copytree(run.run_dir, bare)
+    lines = (bare / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    col = header.index("val/overfit_gap_pct")
+    kept = [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
+    (bare / "metrics.csv").write_text("\n".join(kept) + "\n")
+    assert 'id="overfit-gap-note"' not in build_report(bare).html

@@ -12,7 +12,7 @@ import torch
 
 from audioclf.config import load_config
 from audioclf.models import create_model
-from audioclf.training.evaluate import load_bundle_model
+from audioclf.models.bundle import load_bundle_model
 from audioclf.training.task import enable_activation_checkpointing, main_blocks
 from audioclf.training.trainer import train
 from tests.training.helpers import make_store

@@ -3,6 +3,9 @@
     clf = Classifier.from_checkpoint("runs/demo-.../checkpoints/best.ckpt")
     clf.predict("dog.wav", top_k=3)   # [Prediction("dog_bark", 0.93), ...]
 
+    clf = Classifier.from_pretrained("panns-cnn14")   # published weights, AudioSet names
+    clf.embed("dog.wav")                              # (2048,) clip embedding
+
 Audio is decoded and resampled to the model's rate; a clip longer than the model's clip
 length is scored in windows (half-overlapping) whose scores are averaged, a shorter one
 is zero-padded, exactly as in training.
@@ -55,10 +58,62 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-        from audioclf.training.evaluate import load_bundle_model
+        from audioclf.models.bundle import load_bundle_model
 
         model, info = load_bundle_model(path, device)
         return cls(model, info, device)
+
+    def save_pretrained(
+        self, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
+    ) -> Path:
+        """Write this classifier in audioclf's Hub format (``model.safetensors``, ``config.json``,
+        model card ``README.md``) to ``directory``; see :func:`audioclf.models.hub.save_pretrained`."""
+        from audioclf.models.hub import save_pretrained
+
+        return save_pretrained(self.model, self.info, directory, metrics=metrics, card=card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        model: str | None = None,
+        offline: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> Classifier:
+        """Any model source: an audioclf checkpoint, a published file (architecture recognised,
+        or named by ``model``), a catalog name (``panns-cnn14``), a Hugging Face directory or
+        ``hf:ORG/REPO[@REV]``. See :func:`audioclf.models.pretrained.resolve_model`."""
+        from audioclf.models.pretrained import resolve_model
+
+        net, info = resolve_model(source, model=model, offline=offline, device=device)
+        return cls(net, info, device)
+
+    @property
+    def has_head(self) -> bool:
+        """False for a pre-trained encoder published without a classifier (embeddings only)."""
+        return bool(self.info.get("head", True))
+
+    def _require_head(self) -> None:
+        if not self.has_head:
+            raise ValueError(
+                f"{self.info.get('source', 'this model')}: a pre-trained encoder without a classifier head; "
+                "use it for embeddings (`audioclf embed`) or fine-tune it (model.pretrained=...)"
+            )
+
+    # -- embeddings -------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_batch(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The model's documented clip embedding of ``(batch, clip_samples)`` clips at the
+        model rate -> ``(batch, dim)``."""
+        x = torch.as_tensor(np.asarray(waveforms, dtype=np.float32)).to(self.device)
+        return self.model.embed(x).float().cpu().numpy()
+
+    def embed(self, audio: str | Path | np.ndarray, sample_rate: int | None = None, batch_size: int = 16) -> np.ndarray:
+        """Clip embedding ``(dim,)`` of a file or an array: the embeddings of its windows
+        (as for :meth:`scores`) averaged."""
+        windows = self.windows(self.load_waveform(audio, sample_rate))
+        parts = [self.embed_batch(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
+        return np.concatenate(parts).mean(0)
 
     # -- scores -----------------------------------------------------------------------
     def _to_probs(self, logits: torch.Tensor) -> torch.Tensor:
@@ -67,6 +122,7 @@ class Classifier:
     @torch.no_grad()
     def scores_batch(self, waveforms: np.ndarray | torch.Tensor) -> np.ndarray:
         """Class probabilities for a batch of clips ``(batch, clip_samples)`` at the model rate."""
+        self._require_head()
         x = torch.as_tensor(np.asarray(waveforms, dtype=np.float32)).to(self.device)
         return self._to_probs(self.model(x).float()).cpu().numpy()
 

@@ -415,13 +415,21 @@ def export_checkpoint(
     out: str | Path | None = None,
     format: str = "onnx",
     frontend: str = "inside",
+    *,
+    model: str | None = None,
+    offline: bool = False,
     **options: Any,
 ) -> ExportResult:
-    """Export an audioclf checkpoint bundle; ``out`` defaults to the checkpoint's path with
-    the format's suffix (``best.onnx``, ``best.pt``). ``options`` go to :func:`export_model`
+    """Export a model source (an audioclf checkpoint bundle, a published file, a catalog name,
+    ``hf:ORG/REPO``; ``model``/``offline`` as for :func:`audioclf.models.pretrained.resolve_model`);
+    ``out`` defaults to the checkpoint's path with the format's suffix (``best.onnx``,
+    ``best.pt``; a catalog name: ``<name>.onnx`` here). ``options`` go to :func:`export_model`
     (``opset``, ``verify``, ``atol``, ``rtol``)."""
-    from audioclf.training.evaluate import load_bundle_model
+    from audioclf.models.pretrained import resolve_model
 
+    source = str(checkpoint)
+    if source.startswith("hf:"):
+        checkpoint = source.split(":", 1)[1].replace("/", "_").split("@")[0] + ".hf"  # default out: <repo>.onnx
     exporter = _exporter(format)
     checkpoint = Path(checkpoint)
     dest = Path(out) if out is not None else checkpoint.with_suffix(exporter.suffix)
@@ -431,8 +439,8 @@ def export_checkpoint(
                 f"exporting {checkpoint} to {dest} would overwrite the checkpoint itself ({path} is {checkpoint}): "
                 "give another output file (--out)"
             )
-    model, info = load_bundle_model(checkpoint)
-    return export_model(model, dest, format, frontend, info=info, **options)
+    net, info = resolve_model(source, model=model, offline=offline)
+    return export_model(net, dest, format, frontend, info=info, **options)
 
 
 def _side_files(out: Path, exporter: Exporter, frontend: str) -> tuple[Path | None, Path]:

@@ -31,6 +31,7 @@ from audioclf.reporting.player import (
     timeline_payload,
 )
 from audioclf.reporting.runs import History, RunFiles, locate_run, read_history, read_json
+from audioclf.reporting.tuning import tuning_section
 
 if TYPE_CHECKING:
     from audioclf.inference.classifier import Classifier
@@ -184,7 +185,35 @@ def _curves_section(ctx: _Context) -> str:
     except ValueError as err:
         return section("Training curves", f'<p class="muted">{esc(err)}</p>', "curves")
     ctx.figures["training_curves"] = plots.figure_png(fig)
-    return section("Training curves", figure_img(ctx.figures["training_curves"], "training curves"), "curves")
+    body = figure_img(ctx.figures["training_curves"], "training curves") + _overfit_gap_note(ctx)
+    return section("Training curves", body, "curves")
+
+
+def _overfit_gap_note(ctx: _Context) -> str:
+    """What the overfit-gap curve measures and when it misleads (seed 003 asks whether the
+    percentage difference of validation and training loss is a legitimate measure)."""
+    if ctx.history is None or not ctx.history.has(plots.GAP_SERIES):
+        return ""
+    return (
+        '<div class="note" id="overfit-gap-note"><h3>Reading the overfit gap</h3>'
+        "<p>The gap is <code>100 &times; (validation loss &minus; mean training loss of the epoch) / training loss</code>: "
+        "how much worse the model does, by its own loss, on clips it does not train on. A gap that keeps growing while "
+        "the training loss falls is the usual picture of overfitting; read it beside the two loss curves, not alone.</p>"
+        "<p>It misleads when the two losses are not measured alike, and they rarely are:</p><ul>"
+        "<li><b>augmentation, mixing, label smoothing, dropout</b> make the training loss (on altered batches, in "
+        "training mode) higher than the clean validation loss, so the gap can sit near zero or below it while the "
+        "model overfits;</li>"
+        "<li><b>it is a ratio</b>: as the training loss goes towards 0 the percentage explodes even when the "
+        "validation loss is steady;</li>"
+        "<li><b>the training loss is an average over an epoch</b> of changing weights, the validation loss is taken "
+        "at its end (and with the EMA weights when the run keeps them);</li>"
+        "<li><b>loss is not accuracy</b>: the validation loss can rise (confident mistakes) while the validation "
+        "accuracy still improves;</li>"
+        "<li><b>the gap is only as honest as the split</b>: when validation clips share speakers, recordings or "
+        "conditions with training clips, a small gap says nothing about new ones (hold out by speaker or fold).</li>"
+        "</ul><p>Choose checkpoints and settings by the validation metric (the run does), and judge generalisation "
+        "on a held-out test split or fold.</p></div>"
+    )
 
 
 def _per_class_section(ctx: _Context) -> str:
@@ -245,29 +274,35 @@ def build_report(
     fold: int | None = None,
     rows: int = 6,
     title: str | None = None,
+    model: str | None = None,
+    offline: bool = False,
 ) -> Report:
-    """Render the report of ``target`` (a run directory or a checkpoint).
+    """Render the report of ``target`` (a run directory or a checkpoint, or any model source:
+    a published file, a catalog name, ``hf:ORG/REPO``; ``model``/``offline`` as for
+    :func:`audioclf.models.pretrained.resolve_model`).
 
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
     (or ``fold``) for per-class figures; otherwise ``evaluation.json`` of the run is used
     when present.
     """
-    files = locate_run(target)
+    files = _locate(target)
     ctx = _Context(files)
-    if store is not None and files.checkpoint is None:
+    source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
+    if store is not None and source is None:
         raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
-    if files.checkpoint is not None:
-        if store is not None or audio is not None:  # the model is needed: read and build it once
+    if source is not None:
+        from audioclf.models.bundle import read_bundle
+
+        try:  # only the bundle info is needed unless the model runs
+            ctx.info = {} if store is not None or audio is not None else read_bundle(source)[1]
+        except (ValueError, FileNotFoundError):  # a published checkpoint or a named source: its info comes with the model
+            ctx.info = {}
+        if not ctx.info:  # the model is needed: read and build it once
             from audioclf.inference.classifier import Classifier
-            from audioclf.training.evaluate import load_bundle_model
 
-            model, ctx.info = load_bundle_model(files.checkpoint)
-            ctx.classifier = Classifier(model, ctx.info)
-        else:
-            from audioclf.training.evaluate import read_bundle
-
-            _, ctx.info = read_bundle(files.checkpoint)
+            ctx.classifier = Classifier.from_pretrained(source, model=model, offline=offline)
+            ctx.info = ctx.classifier.info
     if files.metrics_csv is not None:
         ctx.history = read_history(files.metrics_csv)
     if files.metrics_json is not None:
@@ -285,6 +320,7 @@ def build_report(
         lambda: _metrics_section(ctx),
         lambda: _curves_section(ctx),
         lambda: _per_class_section(ctx),
+        lambda: tuning_section(files.run_dir, ctx.figures),
     ]
     if audio is not None:
         audio_path = Path(audio)
@@ -307,6 +343,17 @@ def build_report(
     return Report(page, dict(ctx.figures))
 
 
+def _locate(target: str | Path) -> RunFiles:
+    """The run files of ``target``; a catalog name or Hub id has none."""
+    from audioclf.models.pretrained import is_model_source_name
+
+    if isinstance(target, str) and is_model_source_name(target):
+        return RunFiles(None, None, None, None, None, None)
+    if Path(target).is_dir() and (Path(target) / "config.json").is_file():  # a Hugging Face / Hub-format model
+        return RunFiles(None, None, None, None, None, None)
+    return locate_run(target)
+
+
 def write_report(
     target: str | Path,
     out: str | Path | None = None,
@@ -322,7 +369,7 @@ def write_report(
         _html_path(out)  # before the work, not after it
     report = build_report(target, audio, **options)
     if out is None:
-        files = locate_run(target)
+        files = _locate(target)
         base = files.run_dir or (files.checkpoint.parent if files.checkpoint else Path("."))
         out = base / "report.html"
     path = report.write(out)

@@ -58,7 +58,8 @@ def locate_run(path: str | Path) -> RunFiles:
         run_dir: Path | None = path
         ckpt_dir = path / "checkpoints"
         checkpoint = _existing(ckpt_dir / "best.ckpt") or _existing(ckpt_dir / "last.ckpt")
-        if checkpoint is None and not (path / "metrics.csv").is_file():
+        # a tune directory (trials.json) is reported with its search
+        if checkpoint is None and not (path / "metrics.csv").is_file() and not (path / "trials.json").is_file():
             raise FileNotFoundError(
                 f"{path}: not a run directory (no checkpoints/best.ckpt, checkpoints/last.ckpt or metrics.csv)"
             )

@@ -12,29 +12,10 @@ from torch.utils.data import DataLoader
 
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
-from audioclf.models import create_model
-from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
+from audioclf.models.bundle import load_bundle_model, read_bundle  # noqa: F401 - read_bundle: the old import path
 from audioclf.training.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
-
-
-def read_bundle(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(checkpoint object, its ``audioclf`` bundle info); errors if not an audioclf checkpoint."""
-    obj = read_checkpoint_file(path)
-    if not isinstance(obj, dict) or "audioclf" not in obj:
-        raise ValueError(f"{path}: not an audioclf checkpoint (no 'audioclf' bundle entry); published checkpoints "
-                         "are used with create_model(..., pretrained=PATH) or model.pretrained in a recipe")
-    return obj, obj["audioclf"]
-
-
-def load_bundle_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint bundle, weights loaded, in eval mode."""
-    obj, info = read_bundle(path)
-    model = create_model(info["model"], info["num_classes"], **info.get("model_settings", {}))
-    state = extract_state_dict(obj)  # the EMA weights when the run kept them
-    load_state_into(model, state, source=str(path))
-    return model.to(device).eval(), info
 
 
 @torch.no_grad()

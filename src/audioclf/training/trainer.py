@@ -78,7 +78,7 @@ def build_model(config: Config, store: Store, load_pretrained: bool = True) -> t
             f"if the model accepts it"
         )
     if m.pretrained and load_pretrained:
-        load_initial_weights(model, m.pretrained)
+        load_initial_weights(model, m.pretrained, name=m.name)
     freeze_parameters(model, m.freeze)
     return model
 
@@ -108,13 +108,23 @@ def resolve_pretrained(spec: str) -> Path:
     return path
 
 
-def load_initial_weights(model: torch.nn.Module, spec: str) -> Path:
+def load_initial_weights(model: torch.nn.Module, spec: str, name: str | None = None) -> Path | str:
     """Start ``model`` from ``spec`` (see :func:`resolve_pretrained`) through the one loading
     path of ``create_model(..., pretrained=...)``: an audioclf checkpoint gives the weights it
     evaluates (the EMA copy when the run kept one), a published one goes through the model's
-    own importer, and a head for another class count stays freshly initialised (logged)."""
-    from audioclf.models.checkpoints import load_pretrained
+    own importer, and a head for another class count stays freshly initialised (logged).
 
+    A catalog name (``panns-cnn14``) or Hub id (``hf:ORG/REPO``) is resolved first
+    (downloaded once, see :mod:`audioclf.models.pretrained`, as model ``name``), and its
+    weights are loaded the same way."""
+    from audioclf.models.checkpoints import load_pretrained, load_state_into
+    from audioclf.models.pretrained import is_model_source_name, resolve_model
+
+    if is_model_source_name(spec):
+        source_model, _ = resolve_model(spec, model=name)
+        load_state_into(model, source_model.state_dict(), source=f"model.pretrained={spec}")
+        log.info("model.pretrained: loaded %s", spec)
+        return spec
     path = resolve_pretrained(spec)
     load_pretrained(model, path)
     log.info("model.pretrained: loaded %s", path)
@@ -229,15 +239,21 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
-def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None) -> RunResult:
+def train(
+    config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None, *, test: bool = True
+) -> RunResult:
     """Train as configured; returns where everything went and the final figures.
 
     Everything is built here from the config and nothing else: calling ``train`` twice
     with the same config gives two independent runs from the same initial weights.
+    ``test=False`` never reads the test split or fold (hyperparameter search).
     """
     t0 = time.time()
     if not config.data.store:
         raise ValueError("data.store is not set: point it at a prepared store (audioclf prepare ...)")
+    if config.recipe == "auto":
+        raise ValueError("recipe=auto is resolved when the config is loaded: load it with "
+                         "audioclf.training.defaults.load_train_config")
     _check_precision(config)
     resume_dir, ckpt_path, resume_step = resume_target(config.trainer.resume)
     store = Store(config.data.store)
@@ -246,6 +262,8 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
     model = build_model(config, store, load_pretrained=ckpt_path is None)
     clip_samples = int(round(config.data.clip_seconds * store.sample_rate)) if config.data.clip_seconds else int(model.clip_samples)
     loaders = build_loaders(config, store, clip_samples)
+    if not test:
+        loaders["test"] = None
     t = config.trainer
     has_val = loaders["val"] is not None
     monitor = monitor_metric(store.multi_label) if has_val else None
@@ -314,7 +332,8 @@ def train(config: Config, run_dir: str | Path | None = None, callbacks: list[L.C
         global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
     )
     if loaders["test"] is not None and best is not None:
-        from audioclf.training.evaluate import evaluate_loader, load_bundle_model
+        from audioclf.models.bundle import load_bundle_model
+        from audioclf.training.evaluate import evaluate_loader
 
         # scored on the device it trained on: AudioSet's eval set is 20k clips
         bundle_model, bundle = load_bundle_model(best, device=trainer.strategy.root_device)

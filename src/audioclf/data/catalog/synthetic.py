@@ -110,15 +110,57 @@ EVENTS: dict[str, Event] = {
 }
 
 
-def synthesize(label: str, seed: int, sample_rate: int = 16000, seconds: float = 1.0) -> np.ndarray:
-    """One clip of class ``label``: float32 ``(round(seconds * sample_rate),)`` in [-1, 1]."""
+def _shaped(white: np.ndarray, sample_rate: int, slope_db_per_octave: float) -> np.ndarray:
+    """``white`` noise with its power falling by ``slope`` dB per octave, at the same RMS."""
+    spec = np.fft.rfft(white)
+    f = np.fft.rfftfreq(white.size, 1 / sample_rate)
+    f[0] = f[1] if f.size > 1 else 1.0
+    spec *= (f / f[-1]) ** (-slope_db_per_octave / (20 * np.log10(2)))
+    out = np.fft.irfft(spec, white.size)
+    return out * np.sqrt(np.mean(white**2) / (np.mean(out**2) + 1e-20))
+
+
+def _hum(white: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mains hum (50 Hz and its harmonics) with a little white noise, at the same RMS."""
+    t = np.arange(white.size) / sample_rate
+    hum = sum(np.sin(2 * np.pi * 50 * h * t + h) / h for h in range(1, 8))
+    out = hum + 0.3 * white
+    return out * np.sqrt(np.mean(white**2) / (np.mean(out**2) + 1e-20))
+
+
+# Background noise kinds: white noise -> the background of a clip (same RMS).
+NOISES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "white": lambda w, sr: w,
+    "pink": lambda w, sr: _shaped(w, sr, 3.0),
+    "brown": lambda w, sr: _shaped(w, sr, 6.0),
+    "hum": _hum,
+}
+
+# With ``conditions``, fold f records under condition (f - 1) % len(CONDITIONS): its own
+# pitch factor and background noise, as a speaker or a microphone would bring its own.
+CONDITIONS: tuple[tuple[float, str], ...] = ((1.0, "white"), (0.75, "pink"), (1.33, "brown"), (0.87, "hum"), (1.15, "pink"))
+
+
+def synthesize(
+    label: str, seed: int, sample_rate: int = 16000, seconds: float = 1.0, *, pitch: float = 1.0, noise: str = "white"
+) -> np.ndarray:
+    """One clip of class ``label``: float32 ``(round(seconds * sample_rate),)`` in [-1, 1].
+
+    ``pitch`` scales every frequency of the event (0.75: a fourth lower); ``noise`` is the
+    kind of background (see ``NOISES``). The defaults give the original clips.
+    """
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sample_rate))
     dur = rng.uniform(0.4, 0.9) * seconds
     m = max(int(dur * sample_rate), 16)
     onset = rng.integers(0, n - m + 1)
-    t = np.arange(m) / sample_rate
+    # pitch: make the event pitch times as long, then read it pitch times as fast, so it
+    # keeps its duration and every frequency is scaled (pitch 1 reads it as made)
+    made = m if pitch == 1.0 else int(np.ceil(m * pitch)) + 1
+    t = np.arange(made) / sample_rate
     event = EVENTS[label](rng, t, sample_rate)
+    if pitch != 1.0:
+        event = np.interp(np.arange(m) * pitch, np.arange(made), event)
     event = event / (np.abs(event).max() + 1e-9)
     fade = min(m // 8, int(0.01 * sample_rate))
     env = np.ones(m)
@@ -130,7 +172,7 @@ def synthesize(label: str, seed: int, sample_rate: int = 16000, seconds: float =
     clip *= level
     snr_db = rng.uniform(6, 30)
     sig_rms = np.sqrt(np.mean((clip[onset : onset + m]) ** 2)) + 1e-12
-    clip += rng.standard_normal(n) * sig_rms / 10 ** (snr_db / 20)
+    clip += NOISES[noise](rng.standard_normal(n), sample_rate) * sig_rms / 10 ** (snr_db / 20)
     return np.clip(clip, -1, 1).astype(np.float32)
 
 
@@ -151,6 +193,8 @@ class Synthetic(DatasetSource):
         "seconds": Option(1.0, "clip length in seconds", (int, float)),
         "seed": Option(0, "generator seed: same seed, same audio", int),
         "folds": Option(0, "k > 0: assign clips to folds 1..k (k-fold protocol) instead of splits", int),
+        "conditions": Option(False, "with folds: each fold has its own pitch factor and background noise, so a "
+                             "test fold's condition is never seen in training (held-out condition CV)", bool),
     }
 
     def label_names(self) -> list[str]:
@@ -166,6 +210,8 @@ class Synthetic(DatasetSource):
         k = int(self.opts["folds"])
         if k < 0 or (k and per < k):
             raise ValueError(f"dataset 'synthetic': folds must be 0 or between 1 and clips_per_class ({per}), got {k}")
+        if self.opts["conditions"] and k < 2:
+            raise ValueError("dataset 'synthetic': conditions=true needs folds=k with k >= 2 (one condition per fold)")
         items = []
         for c, label in enumerate(EVENTS):
             for i in range(per):
@@ -179,7 +225,10 @@ class Synthetic(DatasetSource):
     def load(self, item: Item, sample_rate: int) -> tuple[np.ndarray, int]:
         # one seed per (dataset seed, class, index): clips do not depend on generation order
         seed = np.random.SeedSequence([int(self.opts["seed"]), item.target, item.meta["index"]]).generate_state(1)[0]
-        return synthesize(item.meta["label"], int(seed), sample_rate, float(self.opts["seconds"])), sample_rate
+        pitch, noise = 1.0, "white"
+        if self.opts["conditions"]:
+            pitch, noise = CONDITIONS[(item.fold - 1) % len(CONDITIONS)]
+        return synthesize(item.meta["label"], int(seed), sample_rate, float(self.opts["seconds"]), pitch=pitch, noise=noise), sample_rate
 
     def store_name(self) -> str:
         return "synthetic.h5"
