@@ -127,6 +127,9 @@ class TimelineResponse(BaseModel):
     clip_scores: list[float]
     top: list[LabelScore]
     spectrogram: str | None = Field(None, description="PNG data URI of a log-mel spectrogram (with ?spectrogram=true)")
+    spectrogram_axis: dict[str, Any] | None = Field(
+        None, description="frequency ticks [[position from the bottom 0-1, label]], dB range and colours of the spectrogram"
+    )
 
 
 class BatchStats(BaseModel):

@@ -159,7 +159,7 @@ def prepare_dataset(
         for path, group in groups:
             if path.exists() and not overwrite:
                 if not shard_size:
-                    raise FileExistsError(f"store already exists: {path} (pass overwrite to rebuild it)")
+                    raise FileExistsError(f"store already exists: {path} (pass --overwrite to `audioclf prepare`, or overwrite=True, to rebuild it)")
                 _check_kept_shard(path, group)
                 shards.append(path.name)
                 done += len(group)
@@ -216,6 +216,12 @@ def prepare_dataset(
     report.per_split = summary["splits"]
     report.per_fold = {str(k): v for k, v in summary["folds"].items()}
     report.per_class = summary["per_class"]
+    if store.split_names():  # a split without some class, or smaller than the class count, is said now
+        from audioclf.data.splits import coverage_warnings
+
+        groups = {name: store.indices(split=name) for name in store.split_names()}
+        for message in coverage_warnings(store.targets, store.label_names, groups, where=str(out)):
+            log.warning(message)
     secs = store.lengths / store.sample_rate
     report.durations = {
         "min": round(float(secs.min()), 3),
@@ -244,7 +250,7 @@ def _check_kept_shard(path: Path, group: list[Item]) -> None:
         raise ValueError(
             f"{path}: this finished shard holds {len(stray)} clip(s) that are not in its slice of the "
             f"dataset now (e.g. {sorted(stray)[:3]}): the clip list or shard size changed since it was "
-            "written; pass overwrite to rebuild the store"
+            "written; pass --overwrite to `audioclf prepare` (overwrite=True in Python) to rebuild the store"
         )
 
 

@@ -111,7 +111,7 @@ class StoreWriter:
         self.header = header
         self.tmp = partial_path(self.path)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(f"store already exists: {self.path} (use overwrite to replace it)")
+            raise FileExistsError(f"store already exists: {self.path} (overwrite=True replaces it; `audioclf prepare --overwrite` rebuilds it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._buf: list[tuple[np.ndarray, Any, int, str, str, str]] = []
         self.written_ids: set[str] = set()

@@ -182,7 +182,11 @@ class _Registry:
     def get(self, name: str) -> type[DatasetSource]:
         self._load()
         if name not in self._sources:
-            raise KeyError(f"unknown dataset {name!r}; catalog: {', '.join(sorted(self._sources))}")
+            from audioclf.text import did_you_mean
+
+            raise KeyError(
+                f"unknown dataset {name!r};{did_you_mean(name, self._sources)} catalog: {', '.join(sorted(self._sources))}"
+            )
         return self._sources[name]
 
     def names(self) -> list[str]:
