@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from audioclf.config import load_config
-from audioclf.data.augment import list_mix_methods, list_spec_augments, list_waveform_augments
+from audioclf.data.augment import list_waveform_augments
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
+from audioclf.training.mixing import list_mix_methods
+from audioclf.training.spec_augment import list_spec_augments
 from audioclf.training.task import ClassificationTask
 from audioclf.training.trainer import train
 from tests.training.helpers import make_store
@@ -49,16 +51,18 @@ class Spy(L.Callback):
         self.targets: dict[str, list[tuple[int, torch.Tensor]]] = {"train": [], "val": []}
 
     def on_train_start(self, trainer: L.Trainer, task: ClassificationTask) -> None:
-        frontend = task.model.frontend
+        # the frontend's own output, and what forward_features receives after the task's
+        # spectrogram mixing and masking
+        model, seen = task.model, {}
+        model.frontend.register_forward_hook(lambda m, i, out: seen.__setitem__("spec", out.detach().clone()))
+        forward_features = model.forward_features
 
-        def after_task_hook(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
-            # registered after the task's hook, so `output` is what the model goes on with
-            with torch.no_grad():
-                plain = type(module).forward(module, *inputs)
+        def spying(spec: torch.Tensor, *args: Any) -> torch.Tensor:
             role = "train" if task.training else "val"
-            self.spec_changed[role].append(not torch.equal(plain, output))
+            self.spec_changed[role].append(not torch.equal(seen["spec"], spec))
+            return forward_features(spec, *args)
 
-        frontend.register_forward_hook(after_task_hook)
+        model.forward_features = spying
         loss_fn = task.loss_fn
 
         def recording_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

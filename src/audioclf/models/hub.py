@@ -377,7 +377,7 @@ def save_bundle_pretrained(
     checkpoint: str | Path, directory: str | Path, *, metrics: dict[str, Any] | None = None, card: dict[str, Any] | None = None
 ) -> Path:
     """An audioclf checkpoint bundle (a run's ``best.ckpt``) -> audioclf's Hub format in ``directory``."""
-    from audioclf.training.evaluate import load_bundle_model
+    from audioclf.models.bundle import load_bundle_model
 
     model, info = load_bundle_model(checkpoint)
     return save_pretrained(model, info, directory, metrics=metrics, card=card)

@@ -276,6 +276,7 @@ def build_report(
     title: str | None = None,
     model: str | None = None,
     offline: bool = False,
+    evaluate: Callable[..., dict[str, Any]] | None = None,
 ) -> Report:
     """Render the report of ``target`` (a run directory or a checkpoint, or any model source:
     a published file, a catalog name, ``hf:ORG/REPO``; ``model``/``offline`` as for
@@ -283,14 +284,18 @@ def build_report(
 
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
-    (or ``fold``) for per-class figures; otherwise ``evaluation.json`` of the run is used
-    when present.
+    (or ``fold``) for per-class figures, with ``evaluate(model, info, store, split=...,
+    fold=..., per_class=True) -> metrics`` (the CLI passes
+    :func:`audioclf.training.evaluate.evaluate_model`: reporting does not import the
+    training package); otherwise ``evaluation.json`` of the run is used when present.
     """
     files = _locate(target)
     ctx = _Context(files)
     source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
     if store is not None and source is None:
         raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
+    if store is not None and evaluate is None:
+        raise TypeError("build_report(store=...) needs evaluate=, the function that scores the model on the store")
     if source is not None:
         from audioclf.models.bundle import read_bundle
 
@@ -308,10 +313,8 @@ def build_report(
     if files.metrics_json is not None:
         ctx.test_metrics = read_json(files.metrics_json)
     if store is not None:
-        from audioclf.training.evaluate import evaluate_model
-
-        assert ctx.classifier is not None
-        ctx.evaluation = evaluate_model(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)
+        assert ctx.classifier is not None and evaluate is not None
+        ctx.evaluation = evaluate(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)
     elif files.evaluation_json is not None:
         ctx.evaluation = read_json(files.evaluation_json)
 
