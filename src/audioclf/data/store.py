@@ -664,6 +664,3 @@ def read_shard_index(directory: Path) -> list[Path]:
         raise StoreError(f"{directory}: shards listed in {SHARD_INDEX} are missing: {missing[:5]}")
     return files
 
-
-def open_store(path: str | Path) -> Store:
-    return Store(path)

@@ -33,6 +33,7 @@ from audioclf.data.store import Store
 from audioclf.models import create_model
 from audioclf.training.loader import TrainLoader, _LoaderProgress, _SkippingSampler
 from audioclf.training.metrics import monitor_metric
+from audioclf.training.plugins import build_loggers, import_callbacks
 from audioclf.training.task import ClassificationTask
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,8 @@ def train(
     )
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
-    cbs: list[L.Callback] = [*checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or [])]
+    cbs: list[L.Callback] = [*checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or []),
+                             *import_callbacks(t.callbacks)]
     if t.early_stopping_patience:
         cbs.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stopping_patience))
     trainer = L.Trainer(
@@ -311,7 +313,7 @@ def train(
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
-        logger=L.pytorch.loggers.CSVLogger(save_dir=str(run_dir), name="", version=""),
+        logger=build_loggers(t.loggers, run_dir, config.name),
         callbacks=cbs,
         num_sanity_val_steps=0,
     )
