@@ -51,7 +51,8 @@ class ModelConfig(_Section):
         None,
         description="checkpoint to start from: a published file or Hugging Face directory, an audioclf "
         "checkpoint, or an audioclf run directory (its best checkpoint); a glob such as "
-        "runs/us8k-pretrain-* picks the newest match",
+        "runs/us8k-pretrain-* picks the newest match; or a catalog name (panns-cnn14, see "
+        "`audioclf models --pretrained`) or a Hub id hf:ORG/REPO[@REV]",
     )
     settings: dict[str, Any] = Field(default_factory=dict, description="overrides passed to create_model")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes to freeze")

@@ -80,3 +80,12 @@ def test_serve_loads_a_model_source(lite_file, monkeypatch):
         r = client.post("/predict", files={"file": ("one.wav", wav.read_bytes(), "audio/wav")})
         assert r.status_code == 200, r.text
         assert r.json()["predictions"][0]["label"].startswith("class_")
+
+
+def test_from_pretrained_reads_an_audioclf_bundle_like_from_checkpoint(lite_checkpoint, recording):
+    a = Classifier.from_checkpoint(lite_checkpoint)
+    b = Classifier.from_pretrained(lite_checkpoint)
+    assert a.info == b.info
+    np.testing.assert_array_equal(a.scores(recording), b.scores(recording))
+    with pytest.raises(ValueError, match="not --model cnn14"):
+        Classifier.from_pretrained(lite_checkpoint, model="cnn14")

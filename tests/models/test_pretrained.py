@@ -224,14 +224,16 @@ def _espnet_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_espnet_checkpoint_maps_onto_beats(tmp_path, capsys):
+def _espnet_repo(root):
+    """An ESPnet classification run as its Hub repo holds it: exp/<run>/{valid.mAP.best.pth,
+    config.yaml}; 3 classes, output 1 ("Dog") dominant. Returns (checkpoint, BEATs state)."""
     from audioclf.models.labels import audioset_names
 
     names = audioset_names()
     state = _small_beats_state(3)
     state["predictor.weight"] = 0.01 * state["predictor.weight"]
     state["predictor.bias"] = torch.tensor([0.0, 40.0, 0.0])
-    run = tmp_path / "exp" / "cls_beats_as20k"
+    run = root / "exp" / "cls_beats_as20k"
     run.mkdir(parents=True)
     ckpt = run / "valid.mAP.best.pth"
     torch.save(_espnet_layout(state), ckpt)
@@ -243,6 +245,11 @@ def test_espnet_checkpoint_maps_onto_beats(tmp_path, capsys):
         "model_conf:\n  classification_type: multi-label\n"
         "token_list:\n" + "".join(f"- {t.replace(' ', '_')}\n" for t in tokens) + "- <blank>\n"
     )
+    return ckpt, state
+
+
+def test_espnet_checkpoint_maps_onto_beats(tmp_path, capsys):
+    ckpt, state = _espnet_repo(tmp_path)
     net, info = resolve_model(ckpt)
     assert info["label_names"] == ["Music", "Dog", "Speech"] and info["task"] == "multi_label"
     # the same weights through the BEATs route give the same logits
@@ -421,3 +428,31 @@ def test_predict_with_a_published_file_imports_no_training_code(cnn6_file, tmp_p
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+# --- Hub-hosted sources (the local stand-in of tests/hub_server.py) ----------------------------
+
+
+def test_hub_hosted_catalog_entry_resolves_its_snapshot(hub, tmp_path, monkeypatch, capsys):
+    _espnet_repo(tmp_path / "repo")
+    hub.commit("espnet/BEATs-AS20K-test", {"": tmp_path / "repo"})
+    entry = PretrainedEntry("test-espnet", "beats_iter3_plus", "hf:espnet/BEATs-AS20K-test", licence="test",
+                            labels="token_list", metric="-", paper="-")
+    monkeypatch.setitem(pretrained_mod._CATALOG, entry.name, entry)
+    clip = _wav(tmp_path / "clip.wav", 1.0, 16000)
+    first = _predict_json(capsys, entry.name, str(clip), "--top-k", "3")
+    assert [p["label"] for p in first[str(clip)]][0] == "Dog"
+    assert {p["label"] for p in first[str(clip)]} == {"Music", "Dog", "Speech"}
+    hub.close()  # nothing is reachable now: the Hub cache must do
+    assert _predict_json(capsys, entry.name, str(clip), "--top-k", "3", "--offline") == first
+
+
+def test_hf_file_route_reads_a_published_file_from_a_repo(hub, cnn6_file, tmp_path, capsys):
+    hub.commit("someone/panns", {"Cnn6_mAP=0.343.pth": cnn6_file[1]})
+    clip = _wav(tmp_path / "clip.wav", 1.0, 32000)
+    preds = _predict_json(capsys, "hf:someone/panns/Cnn6_mAP=0.343.pth", str(clip), "--top-k", "3")[str(clip)]
+    from audioclf.models.labels import audioset_names
+
+    assert len(preds) == 3 and all(p["label"] in audioset_names() for p in preds)
+    model, info = resolve_model("hf:someone/panns/Cnn6_mAP=0.343.pth")
+    assert info["model"] == "cnn6" and info["source"].endswith("Cnn6_mAP=0.343.pth")
