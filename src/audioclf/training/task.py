@@ -433,8 +433,8 @@ def main_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's main blocks: the outermost modules that hold parameters and submodules
     and either repeat (their class occurs more than once) or are items of a
     ``Sequential``/``ModuleList`` (a stack of layers). Plain containers are looked into,
-    not taken; the frontend (and anything holding it) never is a block, so spectrogram
-    hooks run once per forward. Works on any model without it naming its blocks."""
+    not taken; the frontend (and anything holding it) never is a block: it has no
+    activations worth recomputing. Works on any model without it naming its blocks."""
     counts = Counter(type(m) for m in model.modules())
     frontend = getattr(model, "frontend", None)
     blocks: list[tuple[str, nn.Module]] = []
