@@ -78,7 +78,7 @@ def test_forward_backward_and_contract(name: str) -> None:
 
 def test_unknown_model_and_bad_settings_are_explained() -> None:
     # user errors (a config names them): ConfigError, which the CLI prints with exit 2
-    with pytest.raises(ConfigError, match="unknown model 'cnn99'; did you mean 'cnn\\w+'\\? known: "):
+    with pytest.raises(ConfigError, match="unknown model 'cnn99'; did you mean '\\w+'\\? known: "):
         create_model("cnn99", 3)
     with pytest.raises(ConfigError, match="bad settings for model 'cnn_lite'.*no_such_setting"):
         create_model("cnn_lite", 3, no_such_setting=1)
