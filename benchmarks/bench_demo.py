@@ -38,7 +38,8 @@ def main() -> None:
         print(
             f"run {r + 1}: total {total:.1f} s ({stages}); test accuracy {res.test_metrics['accuracy']:.4f}, "
             f"macro-F1 {res.test_metrics['f1_macro']:.4f} on {res.test_metrics['clips']} clips; "
-            f"example predicted {res.predictions[0].label} ({res.predictions[0].score:.3f})"
+            f"example scene: {len(res.detected)} events found "
+            f"({', '.join(f'{e.label} {e.start:.2f}-{e.end:.2f} s' for e in sorted(res.detected, key=lambda e: e.start))})"
         )
 
 

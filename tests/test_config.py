@@ -29,7 +29,8 @@ def test_override_values_are_yaml() -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("trainer.max_epochz=3", "trainer.max_epochz: unknown key; allowed keys here: accelerator"),
+        ("trainer.max_epochz=3", "trainer.max_epochz: unknown key; did you mean 'trainer.max_epochs'"),
+        ("trainer.max_epochz=3", "allowed keys here: accelerator"),
         ("trainer.precision=64", "trainer.precision"),
         ("data.batch_size=abc", "data.batch_size"),
         ("data.batch_size=0", "greater than or equal to 1"),
@@ -79,6 +80,18 @@ def test_saved_config_reloads_identically(tmp_path: Path) -> None:
     raw = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert raw["task"]["mix"]["methods"] == {"mixup": 1.0}
     assert load_config(tmp_path / "config.yaml") == c
+
+
+def test_describe_config_covers_every_leaf_with_its_bounds() -> None:
+    from audioclf.config import describe_config
+
+    keys = {k.key: k for k in describe_config()}
+    assert keys["data.batch_size"].type == "int" and keys["data.batch_size"].allowed == ">= 1"
+    assert keys["task.loss"].allowed == "auto | ce | bce" and keys["task.loss"].default == "auto"
+    assert keys["optim.betas"].type == "2 x float" and keys["optim.betas"].default == [0.9, 0.999]
+    assert keys["model.pretrained"].type == "str or null" and keys["model.pretrained"].description
+    recipe = load_config(None, ["optim.lr=0.5"])
+    assert {k.key: k.default for k in describe_config(recipe)}["optim.lr"] == 0.5
 
 
 @pytest.mark.parametrize("name", ["../../X", "a/b", "..", ".", "", "a\\..\\b", ".hidden"])

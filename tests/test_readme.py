@@ -6,10 +6,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _commands() -> list[str]:
+def _section(title: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+    return readme.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def _blocks(title: str) -> list[str]:
+    return re.findall(r"```bash\n(.+?)\n```", _section(title), flags=re.S)
+
+
+def _commands() -> list[str]:
+    """The install + demo line (first block of "Start here") and the test line."""
+    return [_blocks("Start here")[0], *_blocks("Running the tests")]
+
+
+def test_first_screen_is_demo_then_a_published_model_then_your_own_folder() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("\n## ") == readme.index("\n## Start here"), "Start here is the first section"
+    demo, tag, own = _blocks("Start here")
+    assert demo.endswith("audioclf demo")
+    assert tag.strip() == "audioclf predict panns-cnn14 clip.wav" and "docs/pretrained.md" in _section("Start here")
+    assert "audioclf prepare folder" in own and "audioclf train" in own
 
 
 def test_two_commands_install_torch_first_with_the_constraints() -> None:

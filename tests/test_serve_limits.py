@@ -143,7 +143,7 @@ def test_a_long_timeline_does_not_starve_predict(server: Server) -> None:
     # the predicts were answered while the timeline was still running, each within a bound
     # far below the timeline's own time (one chunk of 16 windows ahead of it at most)
     assert done["timeline"] > answered, "the timeline finished first: the test did not overlap them"
-    assert max(latencies) < 2.0, latencies
+    assert max(latencies) < 5.0, latencies  # generous: the machine may be shared; typically 0.05-0.15 s
 
 
 def test_a_client_that_never_finishes_its_headers_is_closed(server: Server) -> None:
@@ -170,3 +170,16 @@ def test_a_body_that_trickles_gets_408_and_is_closed(server: Server) -> None:
         assert time.monotonic() - t0 < REQUEST_TIMEOUT + 5
     with httpx.Client(base_url=server.url, timeout=60) as c:  # and the service keeps serving
         assert c.post("/predict", files={"file": ("a.wav", wav(1.0))}).status_code == 200
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audioclf.cli import main
+    from tests.training.test_evaluate import bundle
+
+    ckpt = bundle(tmp_path / "m.ckpt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", str(ckpt), "--port", str(port)]) == 2
+    assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -35,19 +35,23 @@ out = Console()
 
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], str, bool]] = {}
+# verb -> (description, examples): what `audioclf VERB --help` shows above and below the arguments
+_HELP: dict[str, tuple[str, tuple[str, ...]]] = {}
 
 
 def command(
-    name: str, help: str, run: Command, *, trains: bool = False
+    name: str, help: str, run: Command, *, trains: bool = False, description: str = "", examples: tuple[str, ...] = ()
 ) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:
     """Register ``audioclf <name>``: decorates the function that adds its arguments;
     ``run(args)`` does the work and returns the exit status; ``trains`` marks verbs that
-    run Lightning."""
+    run Lightning. ``description`` (default: ``help``) heads ``--help``; ``examples``
+    (copy-paste command lines, with ``# comments``) end it."""
 
     def wrap(add_args: Callable[[argparse.ArgumentParser], None]) -> Callable:
         if name in _COMMANDS:
             raise ValueError(f"command {name!r} is registered twice")
         _COMMANDS[name] = (run, add_args, help, trains)
+        _HELP[name] = (description or help, tuple(examples))
         return add_args
 
     return wrap
@@ -56,9 +60,15 @@ def command(
 # --- helpers ------------------------------------------------------------------------------
 
 
+_QUIET = False  # -q: main() sets it; progress bars are then not drawn
+
+
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int | None], None]]:
     """A rich progress bar exposed as the library's ``progress(desc, done, total)`` callback."""
+    if _QUIET:
+        yield lambda desc, done, total: None
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -98,10 +108,10 @@ def add_model_source_args(p: argparse.ArgumentParser) -> None:
                    "a missing file is named")
 
 
-def _setup_logging(verbose: int, trains: bool = False) -> None:
+def _setup_logging(verbose: int, trains: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
-    logging.getLogger("audioclf").setLevel(logging.INFO if verbose == 0 else level)
+    logging.getLogger("audioclf").setLevel(logging.WARNING if quiet and not verbose else logging.INFO if verbose == 0 else level)
     if trains:
         # Lightning is chatty at INFO (tips, device banners) and sets its own level and
         # handler when first imported, so import it before quieting it; keep its warnings.
@@ -127,12 +137,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with progress_bar() as prog:
         prepare_demo_data(args.workdir, args.clips_per_class, args.workers, prog)
     prepared = time.time() - t
-    res = run_demo(args.workdir, args.overrides, clips_per_class=args.clips_per_class, workers=args.workers)
+    res = run_demo(args.workdir, [*_global_overrides(args), *args.overrides], clips_per_class=args.clips_per_class, workers=args.workers)
     res.seconds["prepare"] = prepared  # run_demo found the store ready
     out.print(metrics_table(res.test_metrics, "held-out test split"))
-    out.print(f"example file: {res.example_file} (a '{res.example_label}' the model never saw)")
-    for p in res.predictions:
-        out.print(f"  {p.label:<14} {p.score:.3f}")
+    out.print(f"example scene: {res.example_file} (10 s the model never heard; "
+              f"{', '.join(f'{label} at {start:g} s' for label, start, _ in res.example_events)})")
+    out.print("  events found on its timeline (score >= 0.5):" if res.detected else "  no events found with score >= 0.5")
+    for e in sorted(res.detected, key=lambda e: e.start):
+        out.print(f"    {e.start:6.2f} - {e.end:6.2f} s  {e.label:<14} peak {e.peak:.3f}")
     out.print(f"run directory: {res.run_dir}")
     out.print(f"checkpoint:    {res.checkpoint}")
     out.print(f"report:        {res.report}  (open it in a browser: curves, confusion matrix, playhead)")
@@ -140,10 +152,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("demo", "run the whole path offline on the built-in synthetic data", cmd_demo, trains=True)
+@command("demo", "run the whole path offline on the built-in synthetic data", cmd_demo, trains=True,
+         description="Run the whole path offline on built-in synthetic sounds: prepare a store, train cnn_lite, "
+         "evaluate it on the held-out test split, label a 10-second example scene and write the HTML report.",
+         examples=("audioclf demo                                   # about a minute on a laptop CPU",
+                   "audioclf demo --workdir /tmp/demo trainer.max_epochs=3",
+                   "audioclf demo --clips-per-class 20 -q           # smaller and quiet"))
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="audioclf-demo", help="where data and runs go (default: ./audioclf-demo)")
-    p.add_argument("--clips-per-class", type=int, default=80)
+    p.add_argument("--clips-per-class", type=int, default=80, help="synthetic clips per class (default 80)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. trainer.max_epochs=3")
 
@@ -183,7 +200,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare)
+@command("prepare", "download/find, decode and pack a dataset into a store", cmd_prepare,
+         description="Download (or find) a dataset, check it, decode every clip to one sample rate and pack it "
+         "into a store (.h5) that training, evaluation and reports read. An interrupted run resumes.",
+         examples=("audioclf prepare esc50 --root data/esc50             # downloads, then packs data/esc50/esc50.h5",
+                   "audioclf prepare folder --root my_sounds/            # ROOT/<label>/*.wav -> my_sounds/folder.h5",
+                   "audioclf prepare synthetic --out syn.h5 -o clips_per_class=20"))
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="catalog name (see `audioclf datasets`)")
     p.add_argument("path", nargs="?", metavar="NAME_OR_PATH",
@@ -213,7 +235,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("datasets", "list the dataset catalog", cmd_datasets)
+@command("datasets", "list the dataset catalog", cmd_datasets,
+         description="List the dataset catalog: classes, clips, protocol, licence and the options that "
+         "`audioclf prepare NAME -o KEY=VALUE` takes.",
+         examples=("audioclf datasets", "audioclf prepare folder --help"))
 def _datasets_args(p: argparse.ArgumentParser) -> None:
     pass
 
@@ -244,7 +269,7 @@ def _pretrained_table(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from audioclf.models import create_model, get_model_info, list_models
+    from audioclf.models import get_model_info, list_models, model_summary
 
     if args.pretrained:
         return _pretrained_table(args)
@@ -259,9 +284,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         clip = f"{info.clip_seconds:g} s" if info.clip_seconds else "-"
         rate = f"{info.sample_rate} Hz"
         if not args.no_params:
-            try:
-                m = create_model(name, args.classes)
-                params = f"{sum(p.numel() for p in m.parameters()) / 1e6:.2f} M"
+            try:  # shapes on the meta device (or the cache) unless --build asks for real models
+                m = model_summary(name, args.classes, build=args.build)
+                params = f"{m.params / 1e6:.2f} M"
                 rate = f"{m.sample_rate} Hz"
                 clip = f"{m.clip_samples / m.sample_rate:g} s"
             except Exception as err:  # noqa: BLE001 - e.g. an optional extra missing
@@ -275,12 +300,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("models", "list the model zoo", cmd_models)
+@command("models", "list the model zoo", cmd_models,
+         description="List the model zoo: family, parameter count, input sample rate and clip length. Counts "
+         "come from shapes alone (the meta device, cached after the first listing); --build builds each "
+         "model for real.",
+         examples=("audioclf models", "audioclf models cnn --classes 50       # CNN models, with a 50-class head",
+                   "audioclf models --json | jq '.[].name'"))
 def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("filter", nargs="?", help="substring of the names to show")
     p.add_argument("--classes", type=int, default=527, help="class count used to count parameters (default 527)")
-    p.add_argument("--no-params", action="store_true", help="do not build the models to count parameters")
-    p.add_argument("--json", action="store_true")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-params", action="store_true", help="do not count parameters (fastest)")
+    g.add_argument("--build", action="store_true", help="build every model for real to count its parameters "
+                   "(slow: tens of seconds with AST and BEATs; checks that each one constructs)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--pretrained", action="store_true", help="list the published-weights catalog instead: name, "
                    "architecture, source, checksum, licence, published metric")
 
@@ -292,11 +325,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe, overrides = args.config, list(args.overrides)
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *overrides]  # `audioclf train key=value ...`
+    overrides = [*_global_overrides(args), *overrides]
     # no recipe file: a default recipe chosen by the store (logged, with how to turn it off)
     config, choice = load_train_config(recipe, overrides, announce=False)
-    for line in choice.lines() if choice else ():
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    for line in choice.lines() if choice and launch_rank_is_zero() else ():  # under DDP: once
         console.print(line, highlight=False, markup=False)
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.val_metrics:
         out.print(metrics_table(res.val_metrics, "last validation epoch"))
     if res.test_metrics:
@@ -305,25 +343,91 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True)
+@command("train", "train from a YAML recipe with dotted overrides", cmd_train, trains=True,
+         description="Train a model from a YAML recipe (configs/<dataset>/<model>.yaml) and dotted overrides. "
+         "Every key, with its type, default and allowed values: `audioclf config show` "
+         "(`audioclf config show RECIPE` shows a recipe's resolved values). The run directory gets the "
+         "resolved config.yaml, checkpoints, metrics and report.html.",
+         examples=("audioclf train configs/esc50/cnn14.yaml data.fold=1",
+                   "audioclf train data.store=my_sounds/folder.h5 model.name=cnn_lite trainer.max_epochs=20",
+                   "audioclf train recipe.yaml --device cuda trainer.precision=16-mixed"))
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML recipe (omit it to train with the default recipe chosen by "
-                   "what the store is; recipe=none for bare training)")
+                   "what the store is; recipe=none for bare training; a first argument with '=' is an override)")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3 data.batch_size=16")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "examples:\n"
+        "  audioclf train data.store=data/my_sounds.h5                    # default recipe chosen by the store\n"
+        "  audioclf train configs/esc50/eat_s.yaml data.fold=1 trainer.max_epochs=3\n"
+        "  audioclf train configs/audioset/cnn14.yaml trainer.devices=4 trainer.strategy=ddp   # 4 GPUs (docs/scaling.md)\n"
+        "  torchrun --standalone --nproc_per_node=4 -m audioclf.cli train configs/audioset/cnn14.yaml \\\n"
+        "      trainer.devices=4 trainer.strategy=ddp"
+    )
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from audioclf.config import Config, describe_config, load_config
+
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe is not None and "=" in recipe and not Path(recipe).exists():
+        recipe, overrides = None, [recipe, *overrides]
+    config = load_config(recipe, overrides) if recipe is not None or overrides else None
+    keys = describe_config(config)
+    if args.json:
+        print(json.dumps([k.__dict__ for k in keys], indent=2))
+        return 0
+    defaults = {k.key: k.default for k in describe_config(Config())} if config is not None else {}
+    out.print(f"[bold]config keys[/] ({recipe or 'defaults'}{' + overrides' if overrides else ''}): "
+              "set them in a recipe, or on the command line as key.path=value"
+              + ("; [bold]*[/] marks what the recipe changes" if config is not None else ""), highlight=False)
+    section = None
+    for k in keys:
+        head = k.key.rsplit(".", 1)[0] if "." in k.key else "(top level)"
+        if head != section:
+            section = head
+            out.print(f"\n[bold underline]{section}[/]", highlight=False)
+        mark = "*" if config is not None and k.default != defaults.get(k.key) else " "
+        allowed = escape(f"  [{k.allowed}]") if k.allowed else ""
+        out.print(f"{mark} [bold]{k.key}[/]: {k.type} = {escape(json.dumps(k.default))}{allowed}", highlight=False)
+        if k.description:
+            out.print(f"      {k.description}", highlight=False, markup=False)
+    return 0
+
+
+@command("config", "show every config key with its type, default and allowed values", cmd_config,
+         description="Show every key of the run configuration, generated from the schema: type, default, allowed "
+         "values and what it does. With a recipe (and overrides), show its resolved values instead, the keys "
+         "it changes in bold; the recipe is validated as `audioclf train` would.",
+         examples=("audioclf config show", "audioclf config show configs/esc50/cnn14.yaml data.fold=2",
+                   "audioclf config show --json | jq '.[] | select(.key | startswith(\"optim.\"))'"))
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("show",), help="what to do: show (the only action)")
+    p.add_argument("recipe", nargs="?", help="YAML recipe to resolve (omit for the defaults)")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides applied to the recipe")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from audioclf.training.trainer import load_resume_config, train
 
-    config = load_resume_config(args.run, args.overrides)
+    config = load_resume_config(args.run, [*_global_overrides(args), *args.overrides])
     res = train(config)
+    if res.rank:  # under DDP: rank 0 reports
+        return 0
     if res.test_metrics:
         out.print(metrics_table(res.test_metrics, "test (best checkpoint)"))
     out.print(f"run directory: {res.run_dir}\nsteps: {res.global_step}\nbest checkpoint: {res.best_checkpoint}\ntime: {res.seconds:.1f} s")
     return 0
 
 
-@command("resume", "continue a stopped run from its last checkpoint (its own config.yaml)", cmd_resume, trains=True)
+@command("resume", "continue a stopped run from its last checkpoint (its own config.yaml)", cmd_resume, trains=True,
+         description="Continue a stopped or killed run from its last checkpoint, with the run's own "
+         "config.yaml; mid-epoch checkpoints continue with the batches not yet trained on.",
+         examples=("audioclf resume runs/esc50-cnn14-20261201-101500",
+                   "audioclf resume runs/esc50-cnn14-20261201-101500 trainer.max_epochs=60   # train longer"))
 def _resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory (continues from checkpoints/last.ckpt) or a checkpoint in one")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=20 to train longer")
@@ -333,8 +437,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from audioclf.training.cv import cross_validate
     from audioclf.training.defaults import load_train_config
 
-    config, _ = load_train_config(args.config, args.overrides)
+    config, _ = load_train_config(args.config, [*_global_overrides(args), *args.overrides])
     res = cross_validate(config, folds=args.folds, cv_dir=args.cv_dir)
+    from audioclf.training.distributed import launch_rank_is_zero
+
+    if not launch_rank_is_zero():  # under DDP: rank 0 reports
+        return 0
     names = res.metric_names[:2]
     table = Table(title=f"{len(res.folds)}-fold cross-validation (one fresh model per fold)")
     for col in ("fold", *names, "clips", "run"):
@@ -348,7 +456,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("cv", "cross-validate a recipe over the store's official folds (a fresh model per fold)", cmd_cv, trains=True)
+@command("cv", "cross-validate a recipe over the store's official folds (a fresh model per fold)", cmd_cv, trains=True,
+         description="Cross-validate a recipe over the store's official folds (ESC-50: 5, UrbanSound8K: 10): "
+         "one fresh model per test fold, then the mean and standard deviation.",
+         examples=("audioclf cv configs/esc50/cnn14.yaml",
+                   "audioclf cv configs/esc50/cnn14.yaml --folds 1 2 trainer.max_epochs=5",
+                   "audioclf cv configs/esc50/cnn14.yaml --cv-dir runs/cv-esc50-20261201-101500   # finish it"))
 def _cv_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML recipe")
     p.add_argument("overrides", nargs="*", help="key.path=value, e.g. trainer.max_epochs=3")
@@ -436,7 +549,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
-        num_workers=args.workers, per_class=True,
+        num_workers=args.workers, per_class=True, device=args.device or "cpu",
     )
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     out.print(metrics_table(summary, f"{Path(args.checkpoint).name} on {Path(args.store).name} ({metrics['split']})"))
@@ -452,15 +565,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("evaluate", "score a checkpoint on a store split or fold", cmd_evaluate)
+@command("evaluate", "score a checkpoint on a store split or fold", cmd_evaluate,
+         description="Score a checkpoint on a store's split or fold: summary metrics, per-class figures and "
+         "the confusion matrix, written as JSON (the report reads it).",
+         examples=("audioclf evaluate runs/demo-*/checkpoints/best.ckpt audioclf-demo/synthetic.h5",
+                   "audioclf evaluate best.ckpt esc50.h5 --fold 1 --plots figures/"))
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
-    p.add_argument("store")
+    p.add_argument("checkpoint", help="audioclf checkpoint (e.g. runs/NAME/checkpoints/best.ckpt)")
+    p.add_argument("store", help="packed store to evaluate on (from `audioclf prepare`)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--split", default="test", help="named split (default: test)")
     g.add_argument("--fold", type=int, help="evaluate on this fold instead of a split")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass (default 32)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in this process)")
     p.add_argument("--output", help="metrics JSON (default: <run>/evaluation.json for a checkpoint in a run, "
                    "else <checkpoint name>.evaluation.json beside it)")
     p.add_argument("--plots", metavar="DIR", help="also write the confusion matrix (single-label) and per-class "
@@ -469,6 +586,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
     """``predict --timeline``: frame-wise scores per file, written to --out, events printed."""
+    from audioclf.text import plural
+
     if args.out and len(args.files) > 1:
         raise ValueError("--out names one output file; give one audio file with it (or leave --out out)")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
@@ -487,7 +606,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
         report[f] = entry
         if args.json:
             continue
-        out.print(f"[bold]{f}[/]  {tl.duration:.2f} s, {len(tl.starts)} windows of {tl.window:g} s every {tl.hop:g} s")
+        out.print(f"[bold]{f}[/]  {tl.duration:.2f} s, {plural(len(tl.starts), 'window')} of {tl.window:g} s every {tl.hop:g} s")
         for item in entry["top"]:
             out.print(f"  {item['label']:<24} {item['score']:.4f}")
         out.print(f"  events (score >= {args.threshold:g}, top {args.events}):" if events else
@@ -504,7 +623,7 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from audioclf.inference import Classifier
 
-    clf = Classifier.from_pretrained(args.checkpoint, model=args.model, offline=args.offline)
+    clf = Classifier.from_pretrained(args.checkpoint, model=args.model, offline=args.offline, device=args.device or "cpu")
     if args.timeline:
         return _predict_timeline(clf, args)
     if args.out or args.window or args.hop:
@@ -522,12 +641,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "label audio files with a trained checkpoint or published weights", cmd_predict)
+@command("predict", "label audio files with a trained checkpoint or published weights", cmd_predict,
+         description="Label audio files (any format soundfile reads) with a checkpoint or published weights: the "
+         "best labels of each file, or with --timeline window-by-window scores and events for long recordings.",
+         examples=("audioclf predict panns-cnn14 clip.wav                  # published AudioSet weights",
+                   "audioclf predict runs/demo-*/checkpoints/best.ckpt dog.wav street.flac",
+                   "audioclf predict best.ckpt recording.wav --timeline --out scores.csv"))
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", help="audio files to label")
     add_model_source_args(p)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="labels shown per file, best first (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     t = p.add_argument_group("timeline (long audio: sliding windows, frame-wise scores, events)")
     t.add_argument("--timeline", action="store_true", help="score each file window by window, streaming it")
@@ -559,11 +683,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export)
+@command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export,
+         description="Export a checkpoint to ONNX or TorchScript and check the exported file against PyTorch "
+         "on synthetic audio.",
+         examples=("audioclf export runs/demo-*/checkpoints/best.ckpt",
+                   "audioclf export best.ckpt --format torchscript --out model.pt",
+                   "audioclf export best.ckpt --frontend separate   # model.onnx + model.frontend.onnx"))
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     add_model_source_args(p)
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="output format (default: onnx)")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx or .pt)")
     p.add_argument("--frontend", choices=("inside", "separate"), default="inside",
                    help="inside: waveform -> logits in one file (default); separate: also <out>.frontend.* "
@@ -580,15 +709,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("info", "describe a packed store", cmd_info)
+@command("info", "describe a packed store", cmd_info,
+         description="Describe a packed store: clips, classes, splits and folds, sample rate, provenance.",
+         examples=("audioclf info audioclf-demo/synthetic.h5", "audioclf info data/esc50/esc50.h5 | jq .splits"))
 def _info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store")
+    p.add_argument("store", help="store file (.h5) or shard directory")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from audioclf.data.store import verify_store
+    from audioclf.data.store import verify_store_isolated
 
-    report = verify_store(args.store)
+    report = verify_store_isolated(args.store)  # a crash of libhdf5 on a damaged file is reported, not fatal
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     for problem in report.problems:
@@ -621,15 +752,25 @@ def cmd_report(args: argparse.Namespace) -> int:
         from audioclf.training.evaluate import evaluate_model as evaluate
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
-        fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline, evaluate=evaluate,
+        fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline, force=args.force,
+        evaluate=evaluate,
     )
     out.print(f"report written to {path}")
+    if args.out is None and path.name != "report.html":
+        out.print(f"  ({path.with_name('report.html')} is kept: pass --force to replace it)")
     if args.plots:
         out.print(f"figures written to {args.plots}")
     return 0
 
 
-@command("report", "write a self-contained HTML report of a run (and of an audio file, with a playhead)", cmd_report)
+@command("report", "write a self-contained HTML report of a run (and of an audio file, with a playhead)", cmd_report,
+         description="Write a self-contained HTML report of a run: metrics per split, training curves, "
+         "per-class figures and confusion matrix (evaluated on the run's store, named in its config.yaml), and "
+         "for an audio file its spectrogram with a playhead and the prediction timeline. An existing report "
+         "is not overwritten unless --force is given.",
+         examples=("audioclf report runs/demo-20261201-101500",
+                   "audioclf report runs/demo-20261201-101500 street.wav --out street.html",
+                   "audioclf report runs/demo-20261201-101500 --force --plots figures/"))
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="run directory or checkpoint (or any model source: a published file, a catalog "
                    "name, hf:ORG/REPO)")
@@ -637,13 +778,15 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="?", help="audio file to show with its spectrogram, playhead and prediction timeline")
     p.add_argument("--out", help="HTML file (default: <run>/report.html)")
     p.add_argument("--store", help="evaluate the checkpoint on this store for per-class figures "
-                   "(default: the run's evaluation.json when present)")
+                   "(default: the run's evaluation.json when present, else the store in its config.yaml)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--split", default="test", help="store split for --store (default: test)")
     g.add_argument("--fold", type=int, help="store fold for --store instead of a split")
     p.add_argument("--rows", type=int, default=6, help="classes shown in the timeline (default 6)")
     p.add_argument("--plots", metavar="DIR", help="also write the figures as PNG files to DIR")
     p.add_argument("--title", help="page title")
+    p.add_argument("--force", action="store_true", help="replace an existing report (default: keep it; the new "
+                   "one is written as report-2.html, or --out is refused)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -659,23 +802,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decode_workers=args.decode_workers, request_timeout=args.request_timeout, max_connections=args.max_connections,
     )
     console.print(f"serving {args.checkpoint} on http://{args.host}:{args.port}  (API docs: /docs, page: /)")
-    serve(args.checkpoint, args.host, args.port, settings, device=args.device,
+    serve(args.checkpoint, args.host, args.port, settings, device=args.device or "cpu",
           log_level="debug" if args.verbose > 1 else "info", model=args.model, offline=args.offline)
     return 0
 
 
-@command("serve", "serve a checkpoint over HTTP (POST /predict, POST /timeline, a player page at /)", cmd_serve)
+@command("serve", "serve a checkpoint over HTTP (POST /predict, POST /timeline, a player page at /)", cmd_serve,
+         description="Serve a checkpoint over HTTP: POST /predict and POST /timeline take an audio file; / is a "
+         "page with a player; /docs describes the API. Uploads, decoded length and batch size are bounded.",
+         examples=("audioclf serve runs/demo-*/checkpoints/best.ckpt          # http://127.0.0.1:8000",
+                   "audioclf serve best.ckpt --host 0.0.0.0 --port 9000 --device cuda",
+                   "curl -F file=@dog.wav http://127.0.0.1:8000/predict"))
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_SOURCE_HELP)
     add_model_source_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted file, MiB (default 25)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="longest accepted audio, seconds (default 600)")
     p.add_argument("--max-batch", type=int, default=16, help="windows per forward pass (default 16)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its forward pass (default 5)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     p.add_argument("--max-decoded-samples", type=int, default=57_600_000,
                    help="most samples (rate x seconds x channels, from the header) an upload may decode to "
                    "(default 57.6 M: 48 kHz stereo for 10 minutes)")
@@ -776,7 +923,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() not in EMBEDDING_FORMATS:
         raise ValueError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
-    clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device)
+    clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device or "cpu")
     store = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in (".h5", ".hdf5") or (
         len(args.inputs) == 1 and Path(args.inputs[0]).is_dir())
     if (args.split or args.fold is not None) and not store:
@@ -810,22 +957,66 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="store split to embed (default: every clip)")
     p.add_argument("--fold", type=int, help="store fold to embed instead of a split")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    add_model_source_args(p)
+    add_model_source_args(p)  # --device: the global option
 
 
 # --- entry point --------------------------------------------------------------------------
 
 
+def _global_options(after_verb: bool) -> argparse.ArgumentParser:
+    """-v, -q and --device, for the top-level parser and (as a parent) for every verb.
+
+    After the verb they default to SUPPRESS, so that a verb's parser only sets what was
+    given after it and never resets what was given before it (``audioclf -v predict``);
+    ``-v`` after the verb counts into its own attribute and main() adds the two counts.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options (before or after the verb)")
+    unset = argparse.SUPPRESS
+    g.add_argument("-v", "--verbose", action="count", dest="verbose_after" if after_verb else "verbose",
+                   default=unset if after_verb else 0, help="more log output (-vv: debug, and tracebacks on errors)")
+    g.add_argument("-q", "--quiet", action="store_true", default=unset if after_verb else False,
+                   help="only warnings and errors: no info lines, no progress bars")
+    g.add_argument("--device", default=unset if after_verb else None, metavar="DEVICE",
+                   help="torch device for the model: cpu, cuda, cuda:1, mps (default: cpu; "
+                   "for training verbs it sets trainer.accelerator/devices)")
+    return p
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps one-paragraph descriptions to the terminal, keeps multi-line text (the
+    examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+def _epilog(examples: tuple[str, ...]) -> str | None:
+    if not examples:
+        return None
+    return "examples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from audioclf import __version__
 
-    parser = argparse.ArgumentParser(prog="audioclf", description="Train, evaluate and run audio classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="audioclf", description="Train, evaluate and run audio classifiers.", parents=[_global_options(False)],
+        formatter_class=_HelpFormatter,
+        epilog=_epilog(("audioclf demo                      # the whole path offline, in about a minute",
+                        "audioclf COMMAND --help            # what a command takes, with examples",
+                        "audioclf config show               # every config key: type, default, allowed values")),
+    )
     parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, add_args, help_text, _) in _COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        description, examples = _HELP.get(name, (help_text, ()))
+        sp = sub.add_parser(name, help=help_text, description=description, epilog=_epilog(examples),
+                            parents=[_global_options(True)], formatter_class=_HelpFormatter,
+                            conflict_handler="resolve")  # a verb may define its own -q or --device
+        # (a parent of its own each: resolving a conflict edits the parent's actions)
         add_args(sp)
     return parser
 
@@ -839,11 +1030,59 @@ _USER_ERRORS = (AudioclfError, ValueError, FileNotFoundError, FileExistsError,
                 PermissionError, IsADirectoryError, NotADirectoryError)
 
 
+def _unknown_verb(argv: list[str]) -> str | None:
+    """The message for an unknown verb, with a "did you mean" (None if the verb is known
+    or absent: argparse then reports what is wrong)."""
+    from audioclf.text import did_you_mean
+
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--device":
+            i += 2
+            continue
+        if tok.startswith("-"):
+            if tok in ("-h", "--help", "--version"):
+                return None
+            i += 1
+            continue
+        if tok in _COMMANDS:
+            return None
+        return (f"unknown command {tok!r};{did_you_mean(tok, _COMMANDS)} "
+                f"commands: {', '.join(sorted(_COMMANDS))} (audioclf --help describes them)")
+    return None
+
+
+def _global_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides from the global options, for the verbs that train (given first,
+    so overrides on the command line still win)."""
+    extra = []
+    device = getattr(args, "device", None)
+    if device:
+        kind, _, index = str(device).partition(":")
+        accelerator = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps"}.get(kind)
+        if accelerator is None:
+            raise ValueError(f"--device {device}: expected cpu, cuda, cuda:N or mps")
+        extra.append(f"trainer.accelerator={accelerator}")
+        if index:
+            extra.append(f"trainer.devices='{int(index)},'")  # Lightning: "1," is device index 1
+    if getattr(args, "quiet", False):
+        extra.append("trainer.progress_bar=false")
+    return extra
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _QUIET
     parser = build_parser()
+    unknown = _unknown_verb(list(sys.argv[1:] if argv is None else argv))
+    if unknown is not None:
+        console.print(f"[bold red]error:[/] {unknown}", highlight=False)
+        return 2
     args = parser.parse_args(argv)
+    args.verbose += getattr(args, "verbose_after", 0)  # -v before and after the verb add up
+    _QUIET = bool(args.quiet)
     fn, _, _, trains = _COMMANDS[args.command]
-    _setup_logging(args.verbose, trains)
+    _setup_logging(args.verbose, trains, args.quiet)
     try:
         return fn(args)
     except KeyboardInterrupt:

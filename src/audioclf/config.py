@@ -8,8 +8,10 @@ allowed. The resolved config (defaults filled in) is saved as ``config.yaml`` in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,7 +35,8 @@ class DataConfig(_Section):
     fold: int | None = None
     val_fold: int | None = Field(None, description="validation fold held out of the training folds")
     val_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="k-fold without val_fold: stratified share of the training folds used for validation"
+        0.1, ge=0.0, lt=1.0, description="stratified share of the training clips used for validation: k-fold "
+        "without val_fold, or a store with train (and test) but no validation split"
     )
     clip_seconds: float | None = Field(None, gt=0, description="crop/pad length; default: the model's")
     batch_size: int = Field(32, ge=1)
@@ -100,7 +103,17 @@ class TrainerConfig(_Section):
     max_epochs: int = Field(10, ge=1)
     max_steps: int = Field(-1, ge=-1)
     accelerator: str = "auto"
-    devices: int | str = "auto"
+    devices: int | str = Field("auto", description="devices per node: a count, 'auto', or a list such as '0,1'")
+    num_nodes: int = Field(1, ge=1, description="machines in a multi-node run (each with `devices` devices)")
+    strategy: str = Field(
+        "auto",
+        description="Lightning strategy: auto, ddp (one process per device; Lightning starts them, or torchrun/"
+        "SLURM does), ddp_find_unused_parameters_true, fsdp (shards the weights; models too large for one "
+        "device), ... (docs/scaling.md)",
+    )
+    sync_batchnorm: bool = Field(
+        False, description="under DDP, batch-norm statistics over all processes' batches (small per-GPU batches)"
+    )
     precision: Literal["32", "16-mixed", "bf16-mixed", "32-true", "bf16-true"] = "32"
 
     @field_validator("precision", mode="before")
@@ -248,7 +261,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(e["loc"][:-1])
-            lines.append(f"  {key}: unknown key; allowed keys here: {', '.join(allowed)}")
+            lines.append(f"  {key}: unknown key;{suggest_key(key)} allowed keys here: {', '.join(allowed)}")
         elif not e["loc"]:
             lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
@@ -281,3 +294,99 @@ def flatten_config(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# --- the schema, described (`audioclf config show`) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One settable key of the schema, for listings and docs."""
+
+    key: str  # dotted, e.g. "trainer.max_epochs"
+    type: str  # e.g. "int", "float or null", "mapping"
+    default: Any
+    allowed: str  # choices or bounds, e.g. "adamw | adam | sgd", ">= 1"; "" when anything of the type
+    description: str
+
+
+def _type_text(ann: Any) -> str:
+    origin, args = get_origin(ann), get_args(ann)
+    if ann is type(None):
+        return "null"
+    if origin is Literal:
+        kinds = sorted({type(a).__name__ for a in args})
+        return " or ".join("str" if k == "str" else k for k in kinds)
+    if origin in (Union, UnionType):
+        return " or ".join(_type_text(a) for a in args)
+    if origin is dict:
+        return "mapping"
+    if origin is list:
+        return f"list of {_type_text(args[0])}" if args else "list"
+    if origin is tuple:
+        return f"{len(args)} x {_type_text(args[0])}" if args and len(set(args)) == 1 else "tuple"
+    return getattr(ann, "__name__", str(ann))
+
+
+def _allowed_text(ann: Any, metadata: list[Any]) -> str:
+    if get_origin(ann) is Literal:
+        return " | ".join(str(a) for a in get_args(ann))
+    for a in get_args(ann):  # `Literal[...] | None`
+        if get_origin(a) is Literal:
+            return " | ".join(str(x) for x in get_args(a)) + " | null"
+    bounds = []
+    for m in metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(m, attr, None)
+            if value is not None:
+                bounds.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
+    return ", ".join(bounds)
+
+
+def describe_config(config: Config | None = None) -> list[ConfigKey]:
+    """Every key of the schema with its type, allowed values and description, in schema
+    order; ``default`` is the value in ``config`` when given (a loaded recipe), else the
+    schema default."""
+    values = flatten_config((config or Config()).to_dict())
+    keys: list[ConfigKey] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+                continue
+            key = f"{prefix}{name}"
+            keys.append(ConfigKey(key, _type_text(ann), values.get(key), _allowed_text(ann, field.metadata),
+                                  field.description or ""))
+
+    walk(Config, "")
+    return keys
+
+
+def all_keys() -> list[str]:
+    """Every dotted key of the schema (sections and leaves)."""
+    out: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            out.append(f"{prefix}{name}")
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+
+    walk(Config, "")
+    return out
+
+
+def suggest_key(key: str) -> str:
+    """A "did you mean" for an unknown dotted ``key``: a key of the same name in another
+    section first (``data.max_epochs`` -> ``trainer.max_epochs``), else the closest key."""
+    from audioclf.text import did_you_mean
+
+    known = all_keys()
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf and k != key]
+    if same_leaf:
+        return " did you mean " + " or ".join(repr(k) for k in same_leaf[:2]) + "?"
+    return did_you_mean(key, known, cutoff=0.75)

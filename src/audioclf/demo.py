@@ -1,7 +1,8 @@
 """``audioclf demo``: the whole path on the built-in synthetic data, offline.
 
 generate + pack the synthetic set -> train ``cnn_lite`` -> evaluate on the held-out test
-split -> write one unseen clip to a WAV file and predict it.
+split -> write an unseen 10-second scene of several events to a WAV file, label it and
+write the report (its timeline and playhead show the events one after the other).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from audioclf.config import Config, load_config
 from audioclf.data.catalog import create_source
-from audioclf.data.catalog.synthetic import synthesize
+from audioclf.data.catalog.synthetic import synthesize_scene
 from audioclf.data.prepare import prepare_dataset
 from audioclf.data.store import Store
 
@@ -31,6 +32,10 @@ DEMO_SETTINGS = [
     "trainer.max_epochs=12",
 ]
 
+# The example scene: 10 s, five events at these onsets (seconds), silence between them.
+DEMO_SCENE = [("siren", 0.5), ("chirp_up", 2.5), ("buzz", 4.5), ("rain", 6.3), ("double_beep", 8.3)]
+DEMO_SCENE_SEED = 2**20 + 7  # seeds the dataset never uses for its clips
+
 
 @dataclass
 class DemoResult:
@@ -39,8 +44,9 @@ class DemoResult:
     checkpoint: Path
     test_metrics: dict[str, Any]
     example_file: Path
-    example_label: str
-    predictions: list[Any]
+    example_events: list[tuple[str, float, float]]  # (label, start, end) of each event in the scene
+    predictions: list[Any]  # clip-level labels of the whole scene
+    detected: list[Any] = field(default_factory=list)  # timeline events (audioclf.inference.timeline)
     report: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -85,13 +91,15 @@ def run_demo(
     times["train+evaluate"] = time.time() - t
 
     t = time.time()
-    example = workdir / "example_siren.wav"
+    example = workdir / "example_scene.wav"
     from audioclf.audio.io import save_audio
 
-    # a clip from a seed the generator never used for the dataset
-    save_audio(example, synthesize("siren", seed=2**31 - 7, sample_rate=16000), 16000)
+    # a scene from seeds the generator never used for the dataset
+    wave, events = synthesize_scene(DEMO_SCENE, seconds=10.0, seed=DEMO_SCENE_SEED, sample_rate=16000)
+    save_audio(example, wave, 16000)
     clf = Classifier.from_checkpoint(result.best_checkpoint)
     preds = clf.predict(example, top_k=3)
+    detected = clf.predict_timeline(example).events(0.5, top_k=10)
     times["predict"] = time.time() - t
 
     t = time.time()
@@ -103,5 +111,6 @@ def run_demo(
                           evaluate=evaluate_model)
     times["report"] = time.time() - t
     return DemoResult(
-        store_path, result.run_dir, result.best_checkpoint, result.test_metrics, example, "siren", preds, report, times
+        store_path, result.run_dir, result.best_checkpoint, result.test_metrics, example, events, preds, detected, report,
+        times,
     )

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import math
 import re
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -47,6 +48,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from audioclf.errors import AudioclfError
 from audioclf.inference.classifier import Classifier
 from audioclf.inference.timeline import Timeline, WindowCutter, count_windows, ranked
 
@@ -125,6 +127,9 @@ class TimelineResponse(BaseModel):
     clip_scores: list[float]
     top: list[LabelScore]
     spectrogram: str | None = Field(None, description="PNG data URI of a log-mel spectrogram (with ?spectrogram=true)")
+    spectrogram_axis: dict[str, Any] | None = Field(
+        None, description="frequency ticks [[position from the bottom 0-1, label]], dB range and colours of the spectrogram"
+    )
 
 
 class BatchStats(BaseModel):
@@ -718,5 +723,16 @@ def serve(
     app = create_app(classifier, settings, model_name=f"{classifier.info.get('model', 'model')} ({Path(checkpoint).name})")
     log.info("loaded %s in %.1f s; listening on http://%s:%d", checkpoint, time.time() - t0, host, port)
     settings = settings or ServiceSettings()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, http=slow_client_protocol(settings.request_timeout),
-                limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+    # uvicorn shuts down gracefully on Ctrl-C and then raises the signal again, into the
+    # handler that was there before it: this one notes it, so the CLI can say "interrupted"
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda sig, frame: interrupted.append(sig))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, http=slow_client_protocol(settings.request_timeout),
+                    limit_concurrency=settings.max_connections, timeout_keep_alive=5)
+    except SystemExit as err:  # uvicorn exits when it cannot start (e.g. the port is taken)
+        raise AudioclfError(f"could not serve on {host}:{port} (the log above says why; is the port in use?)") from err
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt

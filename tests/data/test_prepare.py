@@ -143,6 +143,6 @@ def test_prepare_records_checksums_that_verify(tmp_path: Path) -> None:
     from audioclf.data.prepare import prepare_dataset
     from audioclf.data.store import verify_store
 
-    prepare_dataset(create_source("synthetic", clips_per_class=2, seconds=0.5), tmp_path / "s.h5")
+    prepare_dataset(create_source("synthetic", clips_per_class=3, seconds=0.5), tmp_path / "s.h5")
     report = verify_store(tmp_path / "s.h5")
     assert report.ok and report.checked == 1 and not report.notes

@@ -76,8 +76,11 @@ def test_demo_runs_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code = main(["demo", "--workdir", str(tmp_path), "--clips-per-class", "6", "--workers", "1", "trainer.max_epochs=1", "trainer.progress_bar=false"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "held-out test split" in out and "run directory" in out and "siren" in out
-    assert (tmp_path / "example_siren.wav").exists()
+    assert "held-out test split" in out and "run directory" in out and "siren at 0.5 s" in out
+    assert (tmp_path / "example_scene.wav").exists()
     report = next((tmp_path / "runs").glob("demo-*/report.html"))
     html = report.read_text()
-    assert "example_siren.wav" in html and "<audio" in html and "confusion" in html.lower()
+    assert "example_scene.wav" in html and "<audio" in html and "confusion" in html.lower()
+    import soundfile
+
+    assert soundfile.info(str(tmp_path / "example_scene.wav")).duration == 10.0  # a scene, not a clip

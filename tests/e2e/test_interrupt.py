@@ -65,3 +65,26 @@ def test_ctrl_c_on_train_exits_130_and_the_run_resumes(tmp_path: Path) -> None:
     from audioclf.cli import main
 
     assert main(["resume", str(run), "trainer.max_epochs=2"]) == 0
+
+
+def test_ctrl_c_on_serve_exits_130(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from tests.training.test_evaluate import bundle
+
+    ckpt = bundle(tmp_path / "m.ckpt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    code, err = ctrl_c(["serve", str(ckpt), "--port", str(port)], up)
+    assert code == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err

@@ -108,3 +108,19 @@ def test_head_of_another_size_is_replaced_and_logged(tmp_path: Path, caplog: pyt
         load_state_into(other, source.state_dict())
     with pytest.raises(ValueError, match="unexpected keys: extra"):
         load_state_into(target, {**target.state_dict(), "extra": torch.zeros(1)})
+
+
+# big models: building them for real takes seconds each on 2 CPUs
+_BIG = {"ast", "ast_speech_commands", "beats_iter3_plus", "cnn14", "piczak_cnn", "eat_m"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n for n in list_models()])
+def test_meta_device_summary_matches_the_real_model(name: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # `audioclf models` counts on the meta device: the counts must be those of the real model
+    from audioclf.models import model_summary
+
+    monkeypatch.setenv("AUDIOCLF_CACHE_DIR", str(tmp_path))
+    real = create_model(name, 7)
+    meta = model_summary(name, 7)
+    assert meta.params == sum(p.numel() for p in real.parameters())
+    assert (meta.sample_rate, meta.clip_samples) == (real.sample_rate, real.clip_samples)

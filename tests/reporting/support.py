@@ -3,6 +3,7 @@ headless browser (Debian's chromium driven by Playwright) with the player checks
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,5 +160,37 @@ def exercise_player(page: Any, screenshot: Path, section: str) -> None:
     strip.click(position={"x": 0.25 * strip.bounding_box()["width"], "y": 5})
     page.wait_for_function(f"Math.abs(document.getElementById('acp-audio').currentTime - {0.25 * duration}) < {0.05 * duration}")
 
+    check_player_labels(page)
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     page.locator(section).screenshot(path=str(screenshot))
+
+
+def check_player_labels(page: Any) -> None:
+    """What the player's pictures mean is on the page: a frequency axis in Hz beside the
+    spectrogram (ticks inside its height, low at the bottom), colour keys for the
+    spectrogram (dB) and the score strips (0-1), and labelled times in the readout."""
+    ticks = page.evaluate("""() => { const img = document.querySelector('img.acp-spec').getBoundingClientRect();
+        return {img: {top: img.top, bottom: img.bottom},
+                ticks: [...document.querySelectorAll('.acp-freqtick')].map(t => { const r = t.getBoundingClientRect();
+                    return {text: t.textContent, y: (r.top + r.bottom) / 2, w: r.width, visible: r.height > 0}; })}; }""")
+    texts = [t["text"] for t in ticks["ticks"]]
+    assert len(texts) >= 3 and all(t.endswith("Hz") for t in texts), f"no frequency axis: {texts}"
+    assert all(t["visible"] and t["w"] > 10 for t in ticks["ticks"])
+    ys = [t["y"] for t in ticks["ticks"]]
+    assert all(ticks["img"]["top"] - 1 <= y <= ticks["img"]["bottom"] + 1 for y in ys), (ys, ticks["img"])
+    assert ys == sorted(ys, reverse=True), "higher frequencies must sit higher"  # listed low to high
+    keys = page.evaluate("""() => [...document.querySelectorAll('.acp-key')].map(k => { const bar = k.querySelector('.acp-keybar');
+        const r = bar.getBoundingClientRect(); return {text: k.textContent, w: r.width, h: r.height,
+        bg: getComputedStyle(bar).backgroundImage}; })""")
+    assert len(keys) == 2, keys
+    spec_key, score_key = keys
+    assert spec_key["text"].startswith("spectrogram level") and spec_key["text"].endswith(" dB"), spec_key
+    assert score_key["text"] == "class score (strips)01", score_key
+    assert all(k["w"] > 100 and k["h"] > 5 and k["bg"].startswith("linear-gradient") for k in keys), keys
+    readout = page.inner_text(".acp-time")
+    assert re.fullmatch(r"playhead \d+:\d\d\.\d / \d+:\d\d\.\d", readout), readout
+    strip = page.locator("canvas.acp-timeline")
+    box = strip.bounding_box()
+    strip.hover(position={"x": 0.5 * box["width"], "y": 5})
+    hover = page.inner_text(".acp-hover")
+    assert re.fullmatch(r"pointer \d+:\d\d\.\d · .+ score \d\.\d{3}", hover), hover

@@ -25,6 +25,13 @@ def test_report_player_in_a_browser(run: TinyRun, recording: Path, browser: Any,
             box = page.locator(f'img[alt="{alt}"]').bounding_box()
             assert box and box["width"] > 200 and box["height"] > 100
         exercise_player(page, ARTIFACTS / "report-player.png", "#audio")
+        # one metrics table per split, each named by its split, with where its numbers come from
+        heads = page.locator("#metrics .split-table h3").all_inner_texts()
+        assert heads and len(heads) == len(set(heads)) and all(h.endswith(" split") for h in heads), heads
+        assert page.locator("#metrics .split-table .source").count() == len(heads)
+        # the weights say what they are, in words
+        weights = page.locator("#run tr", has_text="weights").inner_text()
+        assert "raw: the optimiser's weights" in weights or "EMA: exponential moving average" in weights, weights
         page.screenshot(path=str(ARTIFACTS / "report-full.png"), full_page=True)
     finally:
         context.close()

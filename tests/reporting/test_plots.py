@@ -40,6 +40,11 @@ def test_training_curves_draw_each_series_per_epoch() -> None:
     assert lines_by_label(gap_ax)["overfit gap (val vs train loss, %)"][1] == [10.0, 13.3, 33.3]
     w, h_px = png_size(plots.figure_png(fig))
     assert w > 300 and h_px > 200
+    # each panel says what it shows, in type that stays readable when the page scales it down
+    assert [ax.get_title() for ax in fig.axes] == ["Loss per epoch", "Validation quality per epoch", "Overfitting gap"]
+    for ax in fig.axes:
+        assert ax.title.get_fontsize() >= 12 and ax.xaxis.label.get_fontsize() >= 11
+        assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 10
 
 
 def test_training_curves_leave_out_panels_without_data() -> None:
@@ -149,3 +154,7 @@ def test_plot_timeline_shows_the_best_classes_under_the_spectrogram() -> None:
     assert spec_ax.get_xlim() == pytest.approx((0, tl.duration)), "one time axis"
     mesh = strip_ax.collections[0]
     np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(3, frames)[0], scores[:, 1])
+    # the static figure labels frequency in Hz and has colour bars for level (dB) and score
+    assert [t.get_text() for t in spec_ax.get_yticklabels()][-1] == "4 kHz"
+    assert spec_ax.get_ylabel() == "frequency (mel scale)"
+    assert {ax.get_ylabel() for ax in fig.axes[2:]} == {"level (dB)", "score"}

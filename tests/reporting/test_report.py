@@ -33,8 +33,17 @@ def assert_self_contained(page: str) -> None:
     assert not re.search(r"<script[^>]+src=", page)
 
 
-def test_report_of_a_run_shows_its_metrics_and_curves(run: TinyRun) -> None:
-    report = build_report(run.run_dir)
+def _copy_without_store(run: TinyRun, dest: Path) -> Path:
+    """The run, with its config naming a store that is gone (a run copied elsewhere)."""
+    shutil.copytree(run.run_dir, dest)
+    config = dest / "config.yaml"
+    config.write_text(config.read_text().replace(str(run.store), str(dest / "gone.h5")))
+    return dest
+
+
+def test_report_of_a_run_shows_its_metrics_and_curves(run: TinyRun, tmp_path: Path) -> None:
+    copy = _copy_without_store(run, tmp_path / "run")
+    report = build_report(copy)
     page = report.html
     test_metrics = json.loads((run.run_dir / "metrics.json").read_text())
     assert f"{test_metrics['accuracy']:.4f}" in page, "test accuracy from metrics.json"
@@ -167,6 +176,90 @@ def test_report_of_a_multi_label_evaluation_shows_per_class_ap(run: TinyRun, tmp
     report = build_report(copy)
     assert "per_class_ap" in report.figures and "confusion_matrix" not in report.figures
     assert f"{metrics['mAP']:.4f}" in report.html and "<td>tag3</td>" in report.html
+
+
+def test_report_evaluates_on_the_store_named_in_the_runs_config(run: TinyRun) -> None:
+    # no evaluation.json, no --store: the store in config.yaml gives the per-class figures
+    assert not (run.run_dir / "evaluation.json").exists()
+    report = build_report(run.run_dir)
+    assert {"confusion_matrix", "per_class_f1"} <= set(report.figures)
+    assert "Per class (test)" in report.html and "<td>siren</td>" in report.html
+
+
+def test_one_metrics_table_per_split(run: TinyRun) -> None:
+    page = build_report(run.run_dir).html  # metrics.json (test) and an evaluation of test
+    assert page.count("<h3>test split</h3>") == 1
+    assert "test (metrics.json)" not in page and "evaluation (test)" not in page
+    assert f"evaluation of the checkpoint on {run.store.name}" in page
+    # an evaluation of another split is a table of its own
+    from audioclf.reporting.report import split_tables
+
+    tables = split_tables({"split": "test", "accuracy": 0.5}, {"split": "validation", "accuracy": 0.7})
+    assert [(t[0], t[2]["accuracy"]) for t in tables] == [("test", 0.5), ("validation", 0.7)]
+
+
+def test_weights_are_labelled_in_words() -> None:
+    from audioclf.reporting.report import weights_label
+
+    assert weights_label({"weights": "model"}) == "raw: the optimiser's weights (no EMA)"
+    ema = {"weights": "ema", "config": {"task": {"ema_decay": 0.999, "ema_unit": "step"}}}
+    assert weights_label(ema) == "EMA: exponential moving average of the training weights (decay 0.999 per step)"
+
+
+def test_an_existing_report_is_never_replaced_without_force(run: TinyRun, recording: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy_without_store(run, tmp_path / "run")
+    rich = write_report(copy, None, recording)  # the richer one: with the audio player
+    assert rich == copy / "report.html"
+    before = rich.read_bytes()
+    capsys.readouterr()
+    assert main(["report", str(copy)]) == 0  # no audio this time: a poorer report
+    said = " ".join(capsys.readouterr().out.split())
+    assert rich.read_bytes() == before, "the richer report was overwritten"
+    assert (copy / "report-2.html").is_file() and "pass --force to replace it" in said
+    assert "report-2.html" in said
+    # an explicit --out that exists is refused, and names the flag
+    assert main(["report", str(copy), "--out", str(rich)]) == 2
+    assert "pass --force" in capsys.readouterr().err and rich.read_bytes() == before
+    # --force replaces it
+    assert main(["report", str(copy), "--force"]) == 0
+    assert rich.read_bytes() != before and "acp-data" not in rich.read_text()
+    assert not (copy / "report-3.html").exists()
+
+
+def test_spectrogram_frequency_ticks_sit_where_the_mel_scale_puts_them() -> None:
+    from audioclf.reporting.plots import Spectrogram
+
+    # Slaney's mel scale is linear below 1 kHz (mel = 3 f / 200): over 0-1000 Hz with 9
+    # bands (centres at 1.5, 3, ..., 13.5 mel), 500 Hz = 7.5 mel is the centre of band 4 of
+    # 0-8, the middle of the image; 1 kHz = 15 mel lies half a band above the top band's centre
+    spec = Spectrogram(np.zeros((9, 4)), 0.01, 0.04, fmin=0.0, fmax=1000.0)
+    ticks = dict((label, pos) for pos, label in spec.frequency_ticks())
+    assert ticks["500 Hz"] == pytest.approx(0.5)
+    assert ticks["200 Hz"] == pytest.approx((200 * 3 / 200 / 1.5 - 1 + 0.5) / 9, abs=1e-4)  # 4 decimals
+    assert "1 kHz" not in ticks  # 1 kHz would be at (10 - 1 + 0.5) / 9 > 1: off the image
+    assert "100 Hz" in ticks and "50 Hz" not in ticks  # 50 Hz (at 0.0) is within 0.08 of 100 Hz (0.056)
+    assert Spectrogram(np.zeros((9, 4)), 0.01, 0.04).frequency_ticks() == []  # range unknown
+
+
+def test_player_payload_carries_the_spectrogram_axis(run: TinyRun, recording: Path) -> None:
+    payload = embedded_payload(build_report(run.run_dir, recording).html)
+    axis = payload["spectrogram_axis"]
+    labels = [label for _, label in axis["ticks"]]
+    # 16 kHz audio: bands up to 8 kHz, whose top band is centred below it, so 4 kHz is the last tick
+    assert labels == ["200 Hz", "500 Hz", "1 kHz", "2 kHz", "4 kHz"]  # 50 and 100 Hz: too close below 200
+    positions = [p for p, _ in axis["ticks"]]
+    assert positions == sorted(positions) and positions[0] >= 0 and positions[-1] <= 1
+    assert axis["db"][0] < axis["db"][1] and len(axis["colours"]) == 9
+
+
+def test_an_evaluation_of_the_runs_test_fold_is_the_test_table() -> None:
+    from audioclf.reporting.report import split_tables
+
+    # a k-fold run: metrics.json says "test", the evaluation of its test fold says "fold 3"
+    tables = split_tables({"split": "test", "accuracy": 0.5}, {"split": "fold 3", "accuracy": 0.5, "store": "/d/esc50.h5"},
+                          evaluation_is_test=True)
+    assert [(t[0], t[1]) for t in tables] == [("test", "evaluation of the checkpoint on esc50.h5, fold 3 (the run's test clips)")]
 
 
 def test_overfit_gap_curve_is_explained_beside_the_losses(run: TinyRun, tmp_path: Path) -> None:

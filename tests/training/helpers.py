@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 
 from audioclf.data.store import StoreHeader, StoreWriter
@@ -62,3 +63,14 @@ def make_store(
                 kw = {"fold": i % folds + 1} if folds else {"split": pattern[i % len(pattern)]}
                 w.add(x.astype(np.float32), labels if multi_label else c, clip_id=f"{c}-{i}", **kw)
     return path
+
+
+class Kill(L.Callback):
+    """Stops the run like a crash would: an exception when ``step`` is reached."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("killed")

@@ -13,7 +13,7 @@ import torch
 
 from audioclf.config import load_config
 from audioclf.training.trainer import load_resume_config, train
-from tests.training.helpers import make_store
+from tests.training.helpers import Kill, make_store
 
 # every stateful part switched on: EMA, mixing, waveform and spectrogram augmentation,
 # a per-step schedule with warm-up
@@ -23,17 +23,6 @@ STATEFUL = [
     "task.spec_augment={time_masking: {p: 1.0, width: 5}}", "data.augment={gain: {p: 0.5}}",
     "optim.warmup_epochs=1",
 ]
-
-
-class Kill(L.Callback):
-    """Stops the run like a crash would: an exception when ``step`` is reached."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step:
-            raise RuntimeError("killed")
 
 
 class AtStart(L.Callback):
@@ -48,7 +37,7 @@ class AtStart(L.Callback):
         self.lr = [g["lr"] for g in opt.param_groups]
         self.sched_epoch = trainer.lr_scheduler_configs[0].scheduler.last_epoch
         self.ema = {k: v.clone() for k, v in pl_module.ema_model.state_dict().items()}
-        self.sampler_epoch = trainer.train_dataloader.sampler.epoch
+        self.sampler_epoch = trainer.train_dataloader.batch_sampler.epoch
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if not hasattr(self, "first_batch"):

@@ -200,9 +200,11 @@ def kaldi_mel_banks(
             "Kaldi fbank needs 0 <= low_freq < high_freq <= sample_rate/2, got "
             f"low_freq={low_freq}, high_freq={high} (from {high_freq}), sample_rate={sample_rate}"
         )
+    # the end points as Python floats (the same formula as kaldi_hz_to_mel), so that the
+    # filters can also be built on the meta device (`audioclf models` counts parameters so)
     edges = torch.linspace(
-        kaldi_hz_to_mel(torch.tensor(low_freq, dtype=torch.float64)).item(),
-        kaldi_hz_to_mel(torch.tensor(high, dtype=torch.float64)).item(),
+        1127.0 * math.log1p(low_freq / 700.0),
+        1127.0 * math.log1p(high / 700.0),
         n_mels + 2,
         dtype=torch.float64,
     )

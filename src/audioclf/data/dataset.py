@@ -9,6 +9,7 @@ run sees the same crops as an uninterrupted one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from audioclf.data.store import Store
+
+log = logging.getLogger(__name__)
 
 # what ``augment`` is: a WaveformAugment (audioclf.data.augment) or any callable of that form
 AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -103,7 +106,9 @@ def protocol_indices(
     k-fold (``fold`` set): test on ``fold``; validate on ``val_fold`` if given, else on a
     stratified ``val_fraction`` of the training folds; train on the rest. Checkpoints are
     therefore never chosen on the test fold. Otherwise: the named splits (a role whose
-    split is ``None`` is empty).
+    split is ``None`` is empty); a store with the training split but no validation split
+    (and no other split that could be meant) validates on a stratified ``val_fraction`` of
+    the training split, and says so in the log.
     """
     if fold is not None:
         test = store.indices(folds=[fold])
@@ -117,10 +122,39 @@ def protocol_indices(
         train = train[store.folds[train] >= 0]
         return {"train": train, "val": val, "test": test}
     roles = {"train": train_split, "val": val_split, "test": test_split}
+    if val_split is not None and _carve_validation(store, train_split, val_split, test_split):
+        train = store.indices(split=train_split)
+        test = store.indices(split=test_split) if test_split is not None else np.zeros(0, np.int64)
+        if val_fraction <= 0:
+            log.info("%s has no %s split and data.val_fraction is 0: training without validation", store.path, val_split)
+            return {"train": train, "val": np.zeros(0, np.int64), "test": test}
+        train, val = stratified_split(store, train, val_fraction, seed)
+        log.info(
+            "%s has no %r split: validating on a stratified %g%% of %r (%d clips; data.val_fraction=%g), training on the other %d",
+            store.path, val_split, 100 * val_fraction, train_split, len(val), val_fraction, len(train),
+        )
+        return {"train": train, "val": val, "test": test}
     return {
         role: store.indices(split=split) if split is not None else np.zeros(0, np.int64)
         for role, split in roles.items()
     }
+
+
+def _names(split: str | list[str] | None) -> list[str]:
+    return [] if split is None else [split] if isinstance(split, str) else list(split)
+
+
+def _carve_validation(
+    store: Store, train_split: str | list[str] | None, val_split: str | list[str], test_split: str | list[str] | None
+) -> bool:
+    """True when the validation split is to come out of the training split: the store has
+    the training split but none of the validation split's names, and no other split that
+    could be meant instead (train/test-only datasets, e.g. from the Hub or save_to_disk)."""
+    have = set(store.split_names())
+    wanted = set(_names(val_split))
+    if not wanted or wanted & have or not _names(train_split) or not set(_names(train_split)) <= have:
+        return False
+    return have <= set(_names(train_split)) | set(_names(test_split))  # else: a typo, or a split to name
 
 
 def stratified_split(store: Store, pool: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

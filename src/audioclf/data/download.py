@@ -561,8 +561,6 @@ def _extract_tar(archive: Path, dest: Path, progress: ProgressFn | None, limits:
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise ArchiveError(f"{archive}: damaged tar archive ({type(err).__name__}: {err})") from err
     except OSError as err:
-        if isinstance(err, DownloadError):
-            raise
         raise ArchiveError(f"{archive}: damaged tar archive or unwritable member ({type(err).__name__}: {err})") from err
     return n
 

@@ -14,9 +14,10 @@ import json
 import logging
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,30 @@ def _ignore_sigint() -> None:
     # Ctrl-C reaches every process of the terminal's group: the workers leave it to the
     # main process, which stops the pool, rather than each printing a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_at_clip_boundaries() -> Iterator[Callable[[], None]]:
+    """Yield a ``check()`` that raises KeyboardInterrupt once Ctrl-C was pressed.
+
+    A KeyboardInterrupt raised wherever the signal lands can fall into a finaliser or a
+    weakref callback, where Python prints "Exception ignored" and carries on; taking it at
+    the next clip boundary instead always stops the run, and between two writes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+
+    def check() -> None:
+        if pressed:
+            raise KeyboardInterrupt
+
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -155,11 +180,11 @@ def prepare_dataset(
     new = 0  # clips decoded and written by this run, across shards
     total = len(items)
     shards: list[str] = []  # the shard files that make up the store, for its index
-    with _pool(workers) as pool:
+    with _sigint_at_clip_boundaries() as check_interrupt, _pool(workers) as pool:
         for path, group in groups:
             if path.exists() and not overwrite:
                 if not shard_size:
-                    raise FileExistsError(f"store already exists: {path} (pass overwrite to rebuild it)")
+                    raise FileExistsError(f"store already exists: {path} (pass --overwrite to `audioclf prepare`, or overwrite=True, to rebuild it)")
                 _check_kept_shard(path, group)
                 shards.append(path.name)
                 done += len(group)
@@ -174,6 +199,7 @@ def prepare_dataset(
             done += len(group) - len(todo)
             try:
                 for item, audio, native, error in _decoded(source, todo, sample_rate, pool):
+                    check_interrupt()
                     done += 1
                     if progress:
                         progress("decoding", done, total)
@@ -216,6 +242,12 @@ def prepare_dataset(
     report.per_split = summary["splits"]
     report.per_fold = {str(k): v for k, v in summary["folds"].items()}
     report.per_class = summary["per_class"]
+    if store.split_names():  # a split without some class, or smaller than the class count, is said now
+        from audioclf.data.splits import coverage_warnings
+
+        groups = {name: store.indices(split=name) for name in store.split_names()}
+        for message in coverage_warnings(store.targets, store.label_names, groups, where=str(out)):
+            log.warning(message)
     secs = store.lengths / store.sample_rate
     report.durations = {
         "min": round(float(secs.min()), 3),
@@ -244,7 +276,7 @@ def _check_kept_shard(path: Path, group: list[Item]) -> None:
         raise ValueError(
             f"{path}: this finished shard holds {len(stray)} clip(s) that are not in its slice of the "
             f"dataset now (e.g. {sorted(stray)[:3]}): the clip list or shard size changed since it was "
-            "written; pass overwrite to rebuild the store"
+            "written; pass --overwrite to `audioclf prepare` (overwrite=True in Python) to rebuild the store"
         )
 
 

@@ -53,7 +53,7 @@ _FLUSH_CLIPS = 256
 SHARD_INDEX = "shards.json"
 
 
-__all__ = ["Store", "StoreError", "StoreHeader", "StoreWriter", "verify_store"]
+__all__ = ["Store", "StoreError", "StoreHeader", "StoreWriter", "verify_store", "verify_store_isolated"]
 
 
 @dataclass
@@ -111,7 +111,7 @@ class StoreWriter:
         self.header = header
         self.tmp = partial_path(self.path)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(f"store already exists: {self.path} (use overwrite to replace it)")
+            raise FileExistsError(f"store already exists: {self.path} (overwrite=True replaces it; `audioclf prepare --overwrite` rebuilds it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._buf: list[tuple[np.ndarray, Any, int, str, str, str]] = []
         self.written_ids: set[str] = set()
@@ -423,23 +423,63 @@ def verify_store(path: str | Path) -> VerifyReport:
         return report
     report.files, report.clips = len(store.files), len(store)
     for p in store.files:
-        with h5py.File(p, "r") as f:
-            recorded = f.attrs.get("checksums")
-            if recorded is None:
-                report.notes.append(f"{p}: no checksums recorded (written by an older audioclf); structure checked only")
-                continue
-            try:
-                expected = json.loads(recorded)
-            except ValueError:
-                report.problems.append(f"{p}: the checksums attribute is not JSON")
-                continue
-            actual = array_checksums(f, int(f.attrs["num_clips"]))
-            report.checked += 1
-            for name in ARRAYS:
-                if expected.get(name) != actual[name]:
-                    report.problems.append(f"{p}: {name}: checksum mismatch (recorded {expected.get(name)}, now {actual[name]})")
+        try:
+            _verify_file(p, report)
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:  # damaged beyond its structure
+            report.problems.append(f"{p}: cannot read store file ({type(err).__name__}: {err})")
     store.close()
     return report
+
+
+def verify_store_isolated(path: str | Path) -> VerifyReport:
+    """:func:`verify_store` in a child process. libhdf5 can crash (SIGSEGV) on some damage
+    to its own metadata, which no Python code can catch; here that is reported as a
+    problem naming the file instead of taking the caller down."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_verify_child, args=(str(path), sender), daemon=True)
+    proc.start()
+    sender.close()
+    try:
+        report: VerifyReport | None = receiver.recv()
+    except EOFError:  # the child died before answering
+        report = None
+    proc.join()
+    if report is None:
+        report = VerifyReport(str(path))
+        code = proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        report.problems.append(f"{path}: the HDF5 library crashed reading it ({how}): the file is damaged")
+    return report
+
+
+def _verify_child(path: str, sender: Any) -> None:
+    import faulthandler
+
+    faulthandler.disable()  # a crash is reported by the parent, in one line
+    sender.send(verify_store(path))
+    sender.close()
+
+
+def _verify_file(p: Path, report: VerifyReport) -> None:
+    """Compare one store file's arrays with their recorded checksums (into ``report``)."""
+    with h5py.File(p, "r") as f:
+        recorded = f.attrs.get("checksums")
+        if recorded is None:
+            report.notes.append(f"{p}: no checksums recorded (written by an older audioclf); structure checked only")
+            return
+        try:
+            expected = json.loads(recorded)
+        except ValueError:
+            report.problems.append(f"{p}: the checksums attribute is not JSON")
+            return
+        actual = array_checksums(f, int(f.attrs["num_clips"]))
+        report.checked += 1
+        for name in ARRAYS:
+            if expected.get(name) != actual[name]:
+                report.problems.append(f"{p}: {name}: checksum mismatch (recorded {expected.get(name)}, now {actual[name]})")
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
@@ -481,8 +521,12 @@ class Store:
                     ids.append(_decode(f["clip_id"][:n]))
                     sources.append(_decode(f["source"][:n]))
                     shard_of.append(np.full(n, i, np.int32))
-            except OSError as err:
-                raise StoreError(f"{p}: cannot read store file ({err})") from err
+            except StoreError:
+                raise
+            except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+                # h5py reports damaged metadata as any of these (KeyError: "wrong version
+                # number in dataspace message")
+                raise StoreError(f"{p}: cannot read store file ({type(err).__name__}: {err})") from err
         h0 = headers[0]
         for p, h in zip(files[1:], headers[1:], strict=True):
             if (h.sample_rate, h.label_names, h.task) != (h0.sample_rate, h0.label_names, h0.task):
@@ -579,7 +623,10 @@ class Store:
         a, b = int(offsets[local]), int(offsets[local + 1])
         lo = a + max(0, start)
         hi = b if length is None else min(b, lo + length)
-        pcm = self._handle(shard)["audio"][lo:hi]
+        try:
+            pcm = self._handle(shard)["audio"][lo:hi]
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise StoreError(f"{self.files[shard]}: cannot read the audio of clip {index} ({type(err).__name__}: {err})") from err
         return pcm.astype(np.float32) / _INT16_SCALE
 
     def __getitem__(self, index: int) -> Clip:

@@ -132,7 +132,7 @@ def _run_onnx(path: Path, x: np.ndarray, input_name: str) -> np.ndarray:
         import onnxruntime as ort
     except ImportError as err:
         raise ImportError(
-            "checking an ONNX export needs onnxruntime: pip install 'audioclf[export]' (or pass verify=False)"
+            "checking an ONNX export needs onnxruntime: pip install 'audioclf[export]' (or skip the check: --no-verify, verify=False in Python)"
         ) from err
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {input_name: x.astype(np.float32)})[0]

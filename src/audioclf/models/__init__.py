@@ -7,10 +7,12 @@ never need to know which module holds which model.
 
 from audioclf.models.registry import (
     ModelInfo,
+    ModelSummary,
     create_model,
     get_model_info,
     list_models,
+    model_summary,
     register_model,
 )
 
-__all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]
+__all__ = ["ModelInfo", "ModelSummary", "create_model", "get_model_info", "list_models", "model_summary", "register_model"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,3 +156,87 @@ def create_model(
         load_pretrained(model, pretrained)
     return model
 
+
+# --- summaries (`audioclf models`) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model's size and input, as built with its default settings."""
+
+    name: str
+    num_classes: int
+    params: int
+    sample_rate: int
+    clip_samples: int
+
+
+def cache_dir() -> Path:
+    """Where audioclf keeps small derived files: ``$AUDIOCLF_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/audioclf``, else ``~/.cache/audioclf``."""
+    if os.environ.get("AUDIOCLF_CACHE_DIR"):
+        return Path(os.environ["AUDIOCLF_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "audioclf"
+
+
+def _summary_key(info: ModelInfo, num_classes: int) -> str:
+    # the variant's source file (size and mtime) is part of the key, so an edited model
+    # never shows a stale count
+    source = Path(inspect.getsourcefile(info.fn) or "")
+    try:
+        st = source.stat()
+        stamp = f"{st.st_size}-{st.st_mtime_ns}"
+    except OSError:
+        stamp = "?"
+    return f"{info.name}|{num_classes}|{source.name}|{stamp}"
+
+
+def model_summary(name: str, num_classes: int = 527, *, build: bool = False, use_cache: bool = True) -> ModelSummary:
+    """Parameter count, sample rate and clip length of model ``name``.
+
+    By default the model is built on PyTorch's ``meta`` device (shapes only: no memory, no
+    weight initialisation; milliseconds for CNN14) and the result is cached in
+    :func:`cache_dir` by name, class count and the model file's stamp, so listing the zoo
+    skips even the import of optional extras (``transformers``) once it has been listed
+    before. ``build=True`` builds the model for real (checks that it constructs; slow)
+    and neither reads nor writes the cache.
+    """
+    import json
+
+    import torch
+
+    info = REGISTRY.get(name)
+    key = _summary_key(info, num_classes)
+    path = cache_dir() / "model_summaries.json"
+    cache: dict[str, Any] = {}
+    if use_cache and not build:
+        try:
+            cache = json.loads(path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        if isinstance(cache.get(key), dict):
+            c = cache[key]
+            return ModelSummary(name, num_classes, int(c["params"]), int(c["sample_rate"]), int(c["clip_samples"]))
+    model = None
+    if not build:
+        try:
+            with torch.device("meta"):
+                model = create_model(name, num_classes)
+        except (RuntimeError, NotImplementedError) as err:  # a constructor that reads tensor values
+            log.debug("model %s cannot be built on the meta device (%s); building it for real", name, err)
+    if model is None:
+        model = create_model(name, num_classes)
+    summary = ModelSummary(
+        name, num_classes, sum(p.numel() for p in model.parameters()), int(model.sample_rate), int(model.clip_samples)
+    )
+    if use_cache and not build:
+        cache[key] = {"params": summary.params, "sample_rate": summary.sample_rate, "clip_samples": summary.clip_samples}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+            tmp.replace(path)  # atomic: two listings at once never leave half a file
+        except OSError as err:  # a read-only home: the listing still works, only slower
+            log.debug("model summary cache not written (%s): %s", path, err)
+    return summary

@@ -6,7 +6,9 @@ here by :func:`timeline_payload`::
     {"duration": s, "label_names": [...], "times": [...], "edges": [...],
      "scores": [[...], ...],            # (frames, classes)
      "clip_scores": [...], "top": [{"label", "score"}, ...],
-     "window": s, "hop": s, "spectrogram": "data:image/png;base64,..." or null}
+     "window": s, "hop": s, "spectrogram": "data:image/png;base64,..." or null,
+     "spectrogram_axis": {"ticks": [[position, "1 kHz"], ...], "db": [lo, hi],
+                          "colours": [css colour, ...]} or null}
 
 ``edges`` are the frame boundaries in seconds (``frames + 1``): frame ``i`` is drawn from
 ``edges[i]`` to ``edges[i + 1]``, so the page needs no knowledge of window placement.
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audioclf.reporting.plots import (
+    SPECTROGRAM_CMAP,
     Spectrogram,
     display_spectrogram,
     spectrogram_png,
@@ -151,4 +154,20 @@ def timeline_payload(
         "clip_scores": _rounded(clip[keep], decimals),
         "top": [{"label": names[i], "score": round(float(clip[i]), 6)} for i in order],
         "spectrogram": data_uri(spectrogram_png(spectrogram), "image/png") if spectrogram is not None else None,
+        "spectrogram_axis": spectrogram_axis(spectrogram) if spectrogram is not None else None,
+    }
+
+
+def spectrogram_axis(spectrogram: Spectrogram, steps: int = 9) -> dict[str, Any]:
+    """What the player needs to label the spectrogram image: frequency ticks (position
+    0 = bottom edge, 1 = top; label), the dB range of its colours and the colour map as
+    ``steps`` CSS colours from the lowest level to the highest."""
+    from matplotlib import colormaps
+
+    lo, hi = spectrogram.db_range
+    rgba = colormaps[SPECTROGRAM_CMAP](np.linspace(0.0, 1.0, steps))
+    return {
+        "ticks": [[pos, label] for pos, label in spectrogram.frequency_ticks()],
+        "db": [round(lo, 1), round(hi, 1)],
+        "colours": [f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})" for r, g, b, _ in rgba],
     }

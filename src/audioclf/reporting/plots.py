@@ -90,26 +90,29 @@ def plot_training_curves(history: History, title: str | None = None) -> Any:
     overfitting gap in percent. Raises ``ValueError`` when the history has no epoch series.
     """
     panels = [
-        ("loss", LOSS_SERIES, "loss"),
-        ("quality", QUALITY_SERIES, "score"),
-        ("gap", {GAP_SERIES: "overfit gap (val vs train loss, %)"}, "%"),
+        ("loss", LOSS_SERIES, "loss", "Loss per epoch"),
+        ("quality", QUALITY_SERIES, "score", "Validation quality per epoch"),
+        ("gap", {GAP_SERIES: "overfit gap (val vs train loss, %)"}, "%", "Overfitting gap"),
     ]
     present = [p for p in panels if any(history.has(k) for k in p[1])]
     if not present:
         raise ValueError("no per-epoch loss or validation metrics to plot (is metrics.csv from a finished epoch?)")
-    fig = _figure(4.2 * len(present), 3.4)
+    # sized for the report's ~1000 px column: 10-11 pt text stays readable when scaled down
+    fig = _figure(4.6 * len(present), 3.8)
     axes = fig.subplots(1, len(present), squeeze=False)[0]
-    for ax, (kind, names, ylabel) in zip(axes, present, strict=True):
+    for ax, (kind, names, ylabel, panel_title) in zip(axes, present, strict=True):
         _draw_series(ax, history, names)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=12)
+        ax.set_xlabel("epoch", fontsize=11)
+        ax.set_ylabel(ylabel, fontsize=11)
+        ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
         if kind == "quality":
             ax.set_ylim(bottom=0)
         if kind == "gap":
             ax.axhline(0, color="0.5", linewidth=0.8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=10)
     if title:
         fig.suptitle(title)
     return fig
@@ -221,10 +224,47 @@ class Spectrogram:
     db: np.ndarray
     hop_seconds: float
     duration: float
+    # the mel bands' range (Slaney mel scale, as in LogMel); 0, 0 when unknown
+    fmin: float = 0.0
+    fmax: float = 0.0
 
     @property
     def columns(self) -> int:
         return int(self.db.shape[1])
+
+    @property
+    def db_range(self) -> tuple[float, float]:
+        """(lowest, highest) level in the image, dB: the ends of its colour scale."""
+        lo, hi = float(self.db.min()), float(self.db.max())
+        return lo, hi if hi > lo else lo + 1
+
+    def frequency_ticks(
+        self, candidates: Sequence[float] = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000), min_gap: float = 0.08
+    ) -> list[tuple[float, str]]:
+        """(position, label) of frequency ticks, low to high: position 0 is the bottom edge
+        of the image, 1 the top; labels like ``"500 Hz"``, ``"2 kHz"``. The mel scale
+        crowds low frequencies together, so a tick closer than ``min_gap`` (of the height)
+        to a higher one is left out. Empty when the range is unknown."""
+        if not self.fmax > self.fmin:
+            return []
+        from audioclf.audio.frontends import hz_to_mel
+
+        n = self.db.shape[0]
+        lo, hi = (float(v) for v in hz_to_mel(np.array([self.fmin, self.fmax], dtype=np.float64)))
+        step = (hi - lo) / (n + 1)  # band i is centred at lo + (i + 1) * step
+        ticks = []
+        for f in candidates:
+            if not self.fmin < f <= self.fmax:
+                continue
+            row = (float(hz_to_mel(np.array([f], dtype=np.float64))[0]) - lo) / step - 1  # fractional band index
+            pos = (row + 0.5) / n
+            if 0.0 <= pos <= 1.0:
+                ticks.append((round(pos, 4), f"{f / 1000:g} kHz" if f >= 1000 else f"{f:g} Hz"))
+        kept: list[tuple[float, str]] = []
+        for tick in reversed(ticks):  # from the top down: the kHz ticks, then what fits below
+            if not kept or kept[-1][0] - tick[0] >= min_gap:
+                kept.append(tick)
+        return kept[::-1]
 
 
 def display_spectrogram(
@@ -246,21 +286,25 @@ def display_spectrogram(
         n_fft = 2 ** math.ceil(math.log2(hop))
     if wave.size <= n_fft // 2:  # reflect padding needs more samples than half a window
         wave = np.pad(wave, (0, n_fft // 2 + 1 - wave.size))
-    frontend = LogMel(sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels, fmin=min(20.0, sample_rate / 4),
+    frontend_fmin = min(20.0, sample_rate / 4)
+    frontend = LogMel(sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels, fmin=frontend_fmin,
                       fmax=sample_rate / 2, top_db=top_db)
     with torch.no_grad():
         db = frontend(torch.from_numpy(wave)[None])[0].numpy()  # (frames, n_mels)
-    return Spectrogram(db.T.copy(), hop / sample_rate, wave.size / sample_rate)
+    return Spectrogram(db.T.copy(), hop / sample_rate, wave.size / sample_rate, frontend_fmin, sample_rate / 2)
 
 
-def spectrogram_png(spec: Spectrogram, cmap: str = "magma") -> bytes:
+SPECTROGRAM_CMAP = "magma"
+
+
+def spectrogram_png(spec: Spectrogram, cmap: str = SPECTROGRAM_CMAP) -> bytes:
     """The bare spectrogram as a PNG, one pixel per column and per mel band, no axes:
     x in the image is time, linearly, so a page can place a playhead over it."""
     from matplotlib.image import imsave
 
     buf = io.BytesIO()
-    lo, hi = float(spec.db.min()), float(spec.db.max())
-    imsave(buf, spec.db, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower", format="png")
+    lo, hi = spec.db_range
+    imsave(buf, spec.db, cmap=cmap, vmin=lo, vmax=hi, origin="lower", format="png")
     return buf.getvalue()
 
 
@@ -288,11 +332,18 @@ def plot_timeline(spec: Spectrogram, timeline: Timeline, top_k: int = 6, title: 
     edges = timeline.edges
     fig = _figure(10, 3.0 + 0.32 * len(chosen))
     spec_ax, strip_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, max(1.0, 0.32 * len(chosen))])
-    spec_ax.imshow(
-        spec.db, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-        extent=(0, spec.duration, 0, spec.db.shape[0]),
+    image = spec_ax.imshow(
+        spec.db, origin="lower", aspect="auto", cmap=SPECTROGRAM_CMAP, interpolation="nearest",
+        extent=(0, spec.duration, 0, 1),
     )
-    spec_ax.set_ylabel("mel band")
+    ticks = spec.frequency_ticks()
+    if ticks:
+        spec_ax.set_yticks([p for p, _ in ticks], [label for _, label in ticks], fontsize=8)
+        spec_ax.set_ylabel("frequency (mel scale)")
+    else:
+        spec_ax.set_yticks([])
+        spec_ax.set_ylabel("mel bands")
+    fig.colorbar(image, ax=spec_ax, label="level (dB)", aspect=12)
     spec_ax.set_title(title or "spectrogram and prediction timeline")
     rows = scores[:, chosen].T  # (classes, frames)
     mesh = strip_ax.pcolormesh(edges, np.arange(len(chosen) + 1), rows, cmap="viridis", vmin=0, vmax=1)

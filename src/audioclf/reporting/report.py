@@ -131,6 +131,7 @@ class _Context:
     evaluation: dict[str, Any] | None = None
     figures: dict[str, bytes] = field(default_factory=dict)
     classifier: Classifier | None = None  # the checkpoint's model, loaded once when it is needed
+    evaluation_is_test: bool = False  # the evaluation is of the run's own test split or fold
 
 
 def _summary_section(ctx: _Context) -> str:
@@ -144,7 +145,7 @@ def _summary_section(ctx: _Context) -> str:
             ("classes", i.get("num_classes", len(i.get("label_names", [])))),
             ("sample rate", f"{i.get('sample_rate', '–')} Hz"),
             ("clip length", f"{int(i['clip_samples']) / int(i['sample_rate']):g} s" if i.get("clip_samples") and i.get("sample_rate") else "–"),
-            ("weights", i.get("weights", "–")),
+            ("weights", weights_label(i)),
         ]
     if ctx.history is not None:
         rows.append(("epochs logged", ctx.history.epochs))
@@ -154,15 +155,47 @@ def _summary_section(ctx: _Context) -> str:
     return section("Run", body, "run")
 
 
+def weights_label(info: Mapping[str, Any]) -> str:
+    """What the checkpoint's weights are, in words: the EMA of the training weights (with
+    its decay) or the raw weights the optimiser left."""
+    kind = info.get("weights")
+    if kind == "ema":
+        task = (info.get("config") or {}).get("task") or {}
+        decay = task.get("ema_decay")
+        unit = task.get("ema_unit", "step")
+        return "EMA: exponential moving average of the training weights" + (f" (decay {decay:g} per {unit})" if decay else "")
+    if kind == "model":
+        return "raw: the optimiser's weights (no EMA)"
+    return "–" if kind is None else str(kind)
+
+
+def split_tables(
+    test_metrics: Mapping[str, Any] | None, evaluation: Mapping[str, Any] | None, evaluation_is_test: bool = False
+) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """One (split, source, metrics) per split: the run's test figures (metrics.json) and an
+    evaluation of the same split are one table (the evaluation's, which is the fuller one).
+    ``evaluation_is_test``: the evaluation is of the run's own test clips (its config's test
+    split or fold), whatever its split is called (``fold 3``)."""
+    tables: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    if test_metrics:
+        tables[str(test_metrics.get("split") or "test")] = ("metrics.json: the best checkpoint, scored when training ended", test_metrics)
+    if evaluation:
+        named = str(evaluation.get("split") or "test")
+        split = str((test_metrics or {}).get("split") or "test") if evaluation_is_test else named
+        store = evaluation.get("store")
+        source = f"evaluation of the checkpoint on {Path(str(store)).name}" if store else "evaluation.json"
+        if split != named:
+            source += f", {named} (the run's test clips)"
+        tables[split] = (source, evaluation)
+    return [(split, source, metrics) for split, (source, metrics) in tables.items()]
+
+
 def _metrics_section(ctx: _Context) -> str:
     blocks = []
-    if ctx.test_metrics:
-        skip = ("checkpoint",)
-        blocks.append(f"<div><h3>test (metrics.json)</h3>{table(scalar_rows(ctx.test_metrics, skip), ['metric', 'value'])}</div>")
-    if ctx.evaluation:
-        split = ctx.evaluation.get("split", "")
-        rows = scalar_rows(ctx.evaluation, ("checkpoint", "store", "split"))
-        blocks.append(f"<div><h3>evaluation ({esc(split)})</h3>{table(rows, ['metric', 'value'])}</div>")
+    for split, source, metrics in split_tables(ctx.test_metrics, ctx.evaluation, ctx.evaluation_is_test):
+        rows = scalar_rows(metrics, ("checkpoint", "store", "split"))
+        blocks.append(f'<div class="split-table"><h3>{esc(split)} split</h3><p class="muted source">{esc(source)}</p>'
+                      f"{table(rows, ['metric', 'value'])}</div>")
     if ctx.history is not None:
         last = {k: v for k, v in ctx.history.last().items() if k.startswith("val/") or k.startswith("train/loss")}
         if last:
@@ -265,6 +298,36 @@ def _audio_section(ctx: _Context, audio: Path, rows: int) -> str:
     return section(f"Audio: {audio.name}", body, "audio")
 
 
+def run_store(files: RunFiles) -> tuple[Path, str | None, int | None] | None:
+    """The store a run trained on, from its config.yaml, with its test split or fold:
+    ``(store, split, fold)``, or None when the config names none or the store is gone."""
+    if files.config is None:
+        return None
+    import yaml
+
+    try:
+        data = (yaml.safe_load(files.config.read_text(encoding="utf-8")) or {}).get("data") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        log.warning("%s: not read (%s); the report has no evaluation", files.config, err)
+        return None
+    store = data.get("store")
+    if not store:
+        return None
+    path = Path(store)
+    if not path.is_absolute() and not path.exists() and files.run_dir is not None:
+        path = files.run_dir / store  # unlikely, but a run copied with its data beside it
+    if not path.exists():
+        log.info("%s names store %s, which is not there: no evaluation in the report (pass --store)", files.config, store)
+        return None
+    fold = data.get("fold")
+    test_split = data.get("test_split", "test")
+    if fold is None and not isinstance(test_split, str):
+        return None  # no test split (or several): nothing single to evaluate on
+    log.info("evaluating %s on %s (%s, from %s) for the report", files.checkpoint, path,
+             f"fold {fold}" if fold is not None else f"split {test_split!r}", files.config.name)
+    return path, (None if fold is not None else test_split), fold
+
+
 def build_report(
     target: str | Path,
     audio: str | Path | None = None,
@@ -285,17 +348,21 @@ def build_report(
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
     (or ``fold``) for per-class figures, with ``evaluate(model, info, store, split=...,
-    fold=..., per_class=True) -> metrics`` (the CLI passes
-    :func:`audioclf.training.evaluate.evaluate_model`: reporting does not import the
-    training package); otherwise ``evaluation.json`` of the run is used when present.
+    fold=..., per_class=True) -> metrics`` (default: audioclf.training.evaluate's
+    ``evaluate_model``, imported only then); otherwise ``evaluation.json`` of the run is used
+    when present, else the store named in the run's ``config.yaml`` (its test split or
+    fold) when it is still there.
     """
     files = _locate(target)
     ctx = _Context(files)
+    if store is None and files.evaluation_json is None and files.checkpoint is not None:
+        own = run_store(files)
+        if own is not None:
+            store, split, fold = own
+            ctx.evaluation_is_test = True
     source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
     if store is not None and source is None:
         raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
-    if store is not None and evaluate is None:
-        raise TypeError("build_report(store=...) needs evaluate=, the function that scores the model on the store")
     if source is not None:
         from audioclf.models.bundle import read_bundle
 
@@ -313,8 +380,12 @@ def build_report(
     if files.metrics_json is not None:
         ctx.test_metrics = read_json(files.metrics_json)
     if store is not None:
-        assert ctx.classifier is not None and evaluate is not None
+        if evaluate is None:  # the one use of the training package here, only when a store is scored
+            from audioclf.training.evaluate import evaluate_model as evaluate
+
+        assert ctx.classifier is not None
         ctx.evaluation = evaluate(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)
+        ctx.evaluation["store"] = str(store)
     elif files.evaluation_json is not None:
         ctx.evaluation = read_json(files.evaluation_json)
 
@@ -346,6 +417,16 @@ def build_report(
     return Report(page, dict(ctx.figures))
 
 
+def free_name(path: Path) -> Path:
+    """``path`` if nothing is there, else the first free ``<stem>-2<suffix>``, ``-3``..."""
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
 def _locate(target: str | Path) -> RunFiles:
     """The run files of ``target``; a catalog name or Hub id has none."""
     from audioclf.models.pretrained import is_model_source_name
@@ -363,18 +444,29 @@ def write_report(
     audio: str | Path | None = None,
     *,
     plots_dir: str | Path | None = None,
+    force: bool = False,
     **options: Any,
 ) -> Path:
     """Build the report (see ``build_report``) and write it to ``out`` (default:
     ``<run>/report.html``, or beside the checkpoint); ``plots_dir`` also receives the
-    figures as PNG files. Returns the path of the HTML file."""
+    figures as PNG files. Returns the path of the HTML file.
+
+    An existing report is never replaced without ``force``: the default name moves on to
+    ``report-2.html`` (and a warning says so); an ``out`` that exists is an error. A
+    report can hold what a later one cannot (the audio player of a file, an evaluation).
+    """
     if out is not None:
-        _html_path(out)  # before the work, not after it
+        out = _html_path(out)  # before the work, not after it
+        if out.exists() and not force:
+            raise FileExistsError(f"{out} exists: pass --force (force=True) to replace it, or choose another --out")
     report = build_report(target, audio, **options)
     if out is None:
         files = _locate(target)
         base = files.run_dir or (files.checkpoint.parent if files.checkpoint else Path("."))
         out = base / "report.html"
+        if out.exists() and not force:
+            kept, out = out, free_name(out)
+            log.warning("%s exists and is kept (pass --force to replace it): writing %s", kept, out.name)
     path = report.write(out)
     log.debug("report written to %s", path)
     if plots_dir is not None:

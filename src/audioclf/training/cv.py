@@ -35,6 +35,7 @@ import lightning as L
 
 from audioclf.config import Config, save_config, validate_config
 from audioclf.data.store import Store
+from audioclf.training.distributed import launch_rank_is_zero, pending_run_dir
 from audioclf.training.trainer import make_run_dir, train
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,19 @@ def cross_validate(
     if config.data.val_fraction <= 0:
         log.warning("data.val_fraction=0: no validation set, each fold keeps its last checkpoint")
 
+    # Under DDP every rank runs this; only rank 0 makes and writes the CV directory. The
+    # others use a name of their own that is never created: each fold's run learns its
+    # real directory from rank 0 (see training.distributed), and as a new CV directory
+    # has no finished folds, every rank trains the same folds.
+    writer = launch_rank_is_zero()
     if cv_dir is None:
-        cv_dir = make_run_dir(config.model_copy(update={"name": f"{config.name}-cv"}))
+        cv_name = f"{config.name}-cv"
+        cv_dir = make_run_dir(config.model_copy(update={"name": cv_name})) if writer else pending_run_dir(config.output_dir, cv_name)
     cv_dir = Path(cv_dir)
     _check_same_recipe(config, cv_dir)
-    cv_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, cv_dir / "config.yaml")
+    if writer:
+        cv_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, cv_dir / "config.yaml")
     result = CVResult(cv_dir, CV_METRICS[multi_label])
     for k in folds:
         sub = cv_dir / f"fold-{k:02d}"
@@ -133,9 +141,10 @@ def cross_validate(
             run = train(fold_config(config, k), run_dir=sub, callbacks=callbacks_for(k) if callbacks_for else None)
             if not run.test_metrics:
                 raise RuntimeError(f"fold {k}: the run produced no test figures (no best checkpoint in {sub})")
-            result.folds.append(FoldResult(k, sub, run.best_checkpoint, run.test_metrics, run.epochs, run.seconds))
+            result.folds.append(FoldResult(k, run.run_dir, run.best_checkpoint, run.test_metrics, run.epochs, run.seconds))
         summarise(result)
-        write_tables(result)
+        if writer:
+            write_tables(result)
         figures = ", ".join(f"{m} {result.folds[-1].test_metrics.get(m, float('nan')):.4f}" for m in result.metric_names[:2])
         log.info("fold %d: %s", k, figures)
     return result

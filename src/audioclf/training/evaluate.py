@@ -59,9 +59,11 @@ def evaluate_checkpoint(
     batch_size: int = 32,
     num_workers: int = 0,
     per_class: bool = False,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Metrics of ``checkpoint`` on the clips of ``split`` (or ``fold``) of a store."""
-    model, info = load_bundle_model(checkpoint)
+    """Metrics of ``checkpoint`` on the clips of ``split`` (or ``fold``) of a store, with
+    the model on ``device``."""
+    model, info = load_bundle_model(checkpoint, device)
     return evaluate_model(model, info, store_path, split=split, fold=fold, batch_size=batch_size,
                           num_workers=num_workers, per_class=per_class)
 

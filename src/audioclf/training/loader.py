@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader, Sampler
 log = logging.getLogger(__name__)
 
 
-class _SkippingSampler(Sampler[int]):
-    """Wraps the training sampler: forwards ``set_epoch``/``state_dict``, and can leave
-    out the first ``n`` indices of its next pass (a run resumed mid-epoch continues with
-    the batches it had not trained on yet)."""
+class _SkippingSampler(Sampler[Any]):
+    """Wraps the training batch sampler: forwards ``set_epoch``/``state_dict``, and can
+    leave out the first ``n`` batches of its next pass (a run resumed mid-epoch continues
+    with the batches it had not trained on yet)."""
 
-    def __init__(self, base: Sampler[int]) -> None:
+    def __init__(self, base: Sampler[Any]) -> None:
         self.base = base
         self.skip = 0
 
@@ -30,13 +30,18 @@ class _SkippingSampler(Sampler[int]):
     def epoch(self) -> int:
         return int(getattr(self.base, "epoch", 0))
 
+    @property
+    def sampler(self) -> Any:
+        """The index sampler inside: Lightning sets the epoch on ``batch_sampler.sampler``."""
+        return getattr(self.base, "sampler", self.base)
+
     def set_epoch(self, epoch: int) -> None:
         self.base.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Any]:
         skip, self.skip = self.skip, 0
         it = iter(self.base)
         for _ in range(skip):
@@ -57,8 +62,11 @@ class TrainLoader(DataLoader):
 
     The state is the epoch and how many batches of it were trained on (kept up to date by
     :class:`_LoaderProgress`, which also restores it); loading it sets the epoch on the
-    sampler and the dataset (before any worker starts) and skips the batches already
-    trained on.
+    batch sampler and the dataset (before any worker starts) and skips the batches already
+    trained on. Batches come from a ``batch_sampler`` (a :class:`_SkippingSampler` around
+    :class:`~audioclf.data.sampling.ShardBatchSampler`); under DDP every rank holds the
+    same state (same epoch, same number of batches done), so rank 0's checkpoint resumes
+    them all.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,7 +75,7 @@ class TrainLoader(DataLoader):
         self.batches_per_epoch = 0
 
     def state_dict(self) -> dict[str, Any]:
-        sampler = self.sampler
+        sampler = self.batch_sampler
         return {
             "epoch": int(getattr(sampler, "epoch", 0)),
             "batches_done": int(self.batches_done),
@@ -77,15 +85,16 @@ class TrainLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         epoch, done = int(state["epoch"]), int(state["batches_done"])
-        if state.get("sampler") and hasattr(self.sampler, "load_state_dict"):
-            self.sampler.load_state_dict(state["sampler"])
+        sampler = self.batch_sampler
+        if state.get("sampler") and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(state["sampler"])
         if done >= int(state.get("batches_per_epoch") or len(self)):
             epoch, done = epoch + 1, 0  # an epoch-end checkpoint: the next epoch starts afresh
-        for obj in (self.sampler, self.dataset):
+        for obj in (sampler, self.dataset):
             if hasattr(obj, "set_epoch"):
                 obj.set_epoch(epoch)
-        if isinstance(self.sampler, _SkippingSampler):
-            self.sampler.skip = done * int(self.batch_size or 1)
+        if isinstance(sampler, _SkippingSampler):
+            sampler.skip = done
         self.batches_done = done
         self.batches_per_epoch = int(state.get("batches_per_epoch") or 0)
         if done:

@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint as torch_checkpoint
 from audioclf.config import OptimConfig, TaskConfig
 from audioclf.errors import ConfigError, TrainingError
 from audioclf.models.bundle import bundle_info, write_bundle
-from audioclf.training.metrics import compute_metrics, monitor_metric
+from audioclf.training.metrics import build_metrics, metric_values, monitor_metric
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,15 @@ class ClassificationTask(L.LightningModule):
             self.ema_model.requires_grad_(False)
         # after the EMA copy, so the copy keeps the plain forward (it is never trained)
         self.checkpointed_blocks: list[str] = enable_activation_checkpointing(model) if activation_checkpointing else []
-        self._val_scores: list[torch.Tensor] = []
-        self._val_targets: list[torch.Tensor] = []
+        # torchmetrics objects (submodules, so they follow the model to its device; their
+        # states are not in the state dict): under DDP computed on all ranks' predictions
+        self.val_metrics = build_metrics(len(self.label_names), multi_label)
+        self.test_metrics = build_metrics(len(self.label_names), multi_label)
+        self.val_loss = _mean_metric()
         self._train_loss_sum = 0.0
         self._train_batches = 0
         self.last_val_metrics: dict[str, Any] = {}
+        self.last_test_metrics: dict[str, Any] = {}
 
     # -- set-up -----------------------------------------------------------------------
     def _build_mixer(self) -> Any:
@@ -239,36 +243,57 @@ class ClassificationTask(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         wave, target = batch
-        logits = self.eval_model()(wave)
-        loss = self.loss_fn(logits, target)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=wave.shape[0])
-        self._val_scores.append(logits.detach().float().cpu())
-        self._val_targets.append(target.detach().cpu())
+        logits = self.eval_model()(wave).float()
+        # the clip-weighted mean over all ranks' clips (a mean of per-rank means would not
+        # be, with shards of unequal size)
+        self.val_loss.update(self.loss_fn(logits, target).detach(), weight=wave.shape[0])
+        self.val_metrics.update(logits.detach(), target.detach())
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_scores:
-            return
-        scores = torch.cat(self._val_scores)
-        targets = torch.cat(self._val_targets)
-        self._val_scores.clear()
-        self._val_targets.clear()
+        # every rank computes (each compute gathers all ranks' states), so every rank logs
+        # the same figures and checkpoint selection agrees across ranks
         if self.trainer.sanity_checking:
+            self.val_metrics.reset()
+            self.val_loss.reset()
             return
+        val_loss = float(self.val_loss.compute())
+        self.val_loss.reset()
         try:
-            metrics = compute_metrics(scores, targets, self.multi_label)
+            metrics = metric_values(self.val_metrics)
         except ValueError as err:  # e.g. no positives in a tiny validation set
             log.warning("validation metrics skipped: %s", err)
+            metrics = None
+        self.val_metrics.reset()
+        self._log_global("val/loss", val_loss, prog_bar=True)
+        if metrics is None:
             return
         self.last_val_metrics = metrics
         for k, v in metrics.items():
             if isinstance(v, float) and not math.isnan(v):
-                self.log(f"val/{k}", v, prog_bar=k in ("accuracy", "mAP"), sync_dist=True)
+                self._log_global(f"val/{k}", v, prog_bar=k in ("accuracy", "mAP"))
         # seed 003's overfitting gap: how much worse validation loss is than training loss
-        val_loss = self.trainer.callback_metrics.get("val/loss")
-        if val_loss is not None and self._train_batches:
-            train_loss = float(self._train_loss_sum) / self._train_batches
+        if self._train_batches:
+            # every rank ran the same number of batches: the mean of per-rank means is the mean
+            train_loss = float(self.trainer.strategy.reduce(
+                torch.as_tensor(float(self._train_loss_sum) / self._train_batches, device=self.device), reduce_op="mean"
+            ))
             if train_loss > 0:
-                self.log("val/overfit_gap_pct", 100.0 * (float(val_loss) - train_loss) / train_loss)
+                self._log_global("val/overfit_gap_pct", 100.0 * (val_loss - train_loss) / train_loss)
+
+    def _log_global(self, name: str, value: float, prog_bar: bool = False) -> None:
+        """Log a figure that is already the same on every rank. ``sync_dist`` with ``max``
+        keeps it exact (a mean of equal floats need not be) and tells Lightning it is
+        global, so checkpoint callbacks on every rank see the same value."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        wave, target = batch
+        self.test_metrics.update(self.eval_model()(wave).float().detach(), target.detach())
+
+    def on_test_epoch_end(self) -> None:
+        # not logged (metrics.csv holds the training history); train() writes metrics.json
+        self.last_test_metrics = metric_values(self.test_metrics)
+        self.test_metrics.reset()
 
     # -- optimisation -------------------------------------------------------------------
     def _steps(self) -> tuple[int, int]:
@@ -331,12 +356,37 @@ class ClassificationTask(L.LightningModule):
         # Dropout, SpecAugment masks and the loader's worker seeds draw from the global
         # generators; restoring them makes a resumed run continue exactly as it would have.
         checkpoint["rng_states"] = _global_rng_states()
+        if self.trainer.world_size > 1:
+            # Every rank has its own generator states (and mixer), and only rank 0 writes the
+            # file: keep them all, each rank takes its own back on resume. Every rank runs
+            # this hook (Lightning builds the checkpoint on all ranks), so the gather meets.
+            mine = {"rng_states": checkpoint["rng_states"], "mixer_rng": checkpoint.get("mixer_rng")}
+            checkpoint["per_rank"] = _all_gather_objects(mine)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        per_rank = checkpoint.get("per_rank")
+        if per_rank and self._trainer is not None and len(per_rank) == self.trainer.world_size:
+            checkpoint = {**checkpoint, **{k: v for k, v in per_rank[self.trainer.global_rank].items() if v is not None}}
         if self.mixer is not None and "mixer_rng" in checkpoint:
             self.mixer.rng.bit_generator.state = checkpoint["mixer_rng"]
         if "rng_states" in checkpoint:
             _set_global_rng_states(checkpoint["rng_states"])
+
+
+def _all_gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order (plain Python data)."""
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _mean_metric() -> nn.Module:
+    from torchmetrics import MeanMetric
+
+    # a non-finite loss stays visible in val/loss (the default would drop it with a warning)
+    return MeanMetric(nan_strategy="disable")
 
 
 # --- schedulers ---------------------------------------------------------------------------

@@ -9,6 +9,12 @@ Resuming (``trainer.resume=<run dir or checkpoint>``) continues in the same run 
 from the checkpoint's step with the optimiser, scheduler, EMA weights, sampler position,
 mixer and global random states restored, so a run resumed from an epoch-end checkpoint
 ends with the same weights as one that never stopped.
+
+Several processes (``trainer.devices``, ``trainer.num_nodes``, ``trainer.strategy=ddp``,
+or a ``torchrun``/``srun`` launch) each run ``train``: they share out the data through
+the samplers of :mod:`audioclf.data.sampling`, compute the metrics on all predictions
+(:mod:`audioclf.training.metrics`), and only rank 0 writes the run directory
+(:mod:`audioclf.training.distributed`). See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -18,19 +24,33 @@ import glob
 import json
 import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from audioclf.config import Config, flatten_config, save_config
 from audioclf.data.dataset import ClipDataset, protocol_indices
-from audioclf.data.sampling import EpochShuffleSampler
+from audioclf.data.sampling import (
+    BalancedSampler,
+    EpochShuffleSampler,
+    ShardBatchSampler,
+    ShardSampler,
+)
 from audioclf.data.store import Store
 from audioclf.models import create_model
+from audioclf.training.distributed import (
+    check_strategy,
+    launch_rank_is_zero,
+    pending_run_dir,
+    shared_run_dir_callback,
+)
 from audioclf.training.loader import TrainLoader, _LoaderProgress, _SkippingSampler
 from audioclf.training.metrics import monitor_metric
 from audioclf.training.plugins import build_loggers, import_callbacks
@@ -49,6 +69,7 @@ class RunResult:
     seconds: float = 0.0
     global_step: int = 0
     epochs: int = 0
+    rank: int = 0  # global rank of the process that returned this (only rank 0 writes)
 
 
 def make_run_dir(config: Config, root: str | Path | None = None) -> Path:
@@ -166,6 +187,10 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
     )
     if roles["train"].size == 0:
         raise ValueError(f"no training clips in {store.path} for this protocol (data.train_split / data.fold)")
+    from audioclf.data.splits import coverage_warnings
+
+    for message in coverage_warnings(store.targets, store.label_names, roles, where=str(store.path)):
+        log.warning(message)
     augment = None
     if d.augment:
         from audioclf.data.augment import build_waveform_augment
@@ -173,10 +198,11 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
         augment = build_waveform_augment(dict(d.augment), store.sample_rate)
     loader_kw: dict[str, Any] = {"num_workers": d.num_workers, "persistent_workers": False, "pin_memory": False}
     train_ds = ClipDataset(store, roles["train"], clip_samples, train=True, augment=augment, seed=config.seed)
-    sampler: Sampler[int]
+    # Distributed-aware samplers of our own (Trainer(use_distributed_sampler=False)): every
+    # rank draws the same epoch order and takes its share of it, training batches laid out
+    # so every rank runs the same number of steps, evaluation shards without padding.
+    sampler: EpochShuffleSampler | BalancedSampler
     if d.sampler == "balanced":
-        from audioclf.data.sampling import BalancedSampler
-
         sampler = BalancedSampler(store.target_matrix()[roles["train"]], seed=config.seed)
     else:
         sampler = EpochShuffleSampler(len(train_ds), seed=config.seed)
@@ -186,18 +212,18 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
     def generator() -> torch.Generator:
         return torch.Generator().manual_seed(config.seed)
 
-    # drop a last batch of one clip only: batch norm cannot train on it
     loaders: dict[str, DataLoader | None] = {
         "train": TrainLoader(
-            train_ds, batch_size=d.batch_size, sampler=_SkippingSampler(sampler), drop_last=len(sampler) % d.batch_size == 1,
-            generator=generator(), **loader_kw,
+            train_ds, batch_sampler=_SkippingSampler(ShardBatchSampler(sampler, d.batch_size)), generator=generator(),
+            **loader_kw,
         )
     }
     eval_bs = d.eval_batch_size or d.batch_size
     for role in ("val", "test"):
         idx = roles[role]
         loaders[role] = (
-            DataLoader(ClipDataset(store, idx, clip_samples), batch_size=eval_bs, shuffle=False, generator=generator(), **loader_kw)
+            DataLoader(ClipDataset(store, idx, clip_samples), batch_size=eval_bs, sampler=ShardSampler(idx.size),
+                       generator=generator(), **loader_kw)
             if idx.size
             else None
         )
@@ -240,6 +266,33 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
+class _EpochBar(L.pytorch.callbacks.RichProgressBar):
+    """Lightning's rich bar counting epochs from 1 to max_epochs ("Epoch 2/2" on the last
+    of two), not from 0 to max_epochs - 1."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            text += f"/{self.trainer.max_epochs}"
+        return f"{text:{len(self.validation_description)}}"  # padded like Lightning's, to avoid flicker
+
+
+@contextmanager
+def _known_warnings_silenced() -> Iterator[None]:
+    """Silence the Lightning warnings audioclf knows to be harmless here, for the fit only.
+
+    "smaller than the logging interval": an epoch with fewer batches than
+    log_every_n_steps logs no per-step row, but train/loss is also logged per epoch, so
+    metrics.csv, the curves and the report lose nothing.
+    """
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval",
+                                category=PossibleUserWarning)
+        yield
+
+
 def train(
     config: Config, run_dir: str | Path | None = None, callbacks: list[L.Callback] | None = None, *, test: bool = True
 ) -> RunResult:
@@ -256,6 +309,10 @@ def train(
         raise ValueError("recipe=auto is resolved when the config is loaded: load it with "
                          "audioclf.training.defaults.load_train_config")
     _check_precision(config)
+    check_strategy(config.trainer.strategy)
+    if config.trainer.strategy.startswith("fsdp") and config.task.ema_decay:
+        raise ValueError("task.ema_decay keeps a full copy of the weights, which FSDP shards: set task.ema_decay=null "
+                         "with trainer.strategy=fsdp")
     resume_dir, ckpt_path, resume_step = resume_target(config.trainer.resume)
     store = Store(config.data.store)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -272,12 +329,18 @@ def train(
         raise ValueError("trainer.early_stopping_patience needs a validation set (data.val_split, data.val_fold or data.val_fraction)")
     if config.optim.scheduler == "plateau" and not has_val:
         raise ValueError("optim.scheduler=plateau follows a validation metric: set a validation split, or use cosine/onecycle")
-    # only now, with the config checked, does the run directory appear (or change)
-    run_dir = Path(run_dir) if run_dir else resume_dir or make_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt_path:
-        _warn_if_config_changed(config, run_dir)
-    save_config(config, run_dir / "config.yaml")
+    # Only now, with the config checked, does the run directory appear (or change), and
+    # only in rank 0: the other ranks learn its name when the process group is up.
+    writer = launch_rank_is_zero()
+    if writer:
+        run_dir = Path(run_dir) if run_dir else resume_dir or make_run_dir(config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt_path:
+            _warn_if_config_changed(config, run_dir)
+        save_config(config, run_dir / "config.yaml")
+    else:
+        run_dir = Path(run_dir) if run_dir else resume_dir or pending_run_dir(config.output_dir, config.name)
+    shared_dir = shared_run_dir_callback(run_dir)
     task = ClassificationTask(
         model,
         model_name=config.model.name,
@@ -294,8 +357,10 @@ def train(
     )
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
-    cbs: list[L.Callback] = [*checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or []),
+    cbs: list[L.Callback] = [shared_dir, *checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or []),
                              *import_callbacks(t.callbacks)]
+    if t.progress_bar:
+        cbs.append(_EpochBar())
     if t.early_stopping_patience:
         cbs.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=t.early_stopping_patience))
     trainer = L.Trainer(
@@ -304,6 +369,12 @@ def train(
         max_steps=t.max_steps,
         accelerator=t.accelerator,
         devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        # our samplers split the data across ranks themselves (data/sampling.py):
+        # Lightning's DistributedSampler would pad the evaluation shards with repeats
+        use_distributed_sampler=False,
+        sync_batchnorm=t.sync_batchnorm,
         precision=t.precision,
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val,
@@ -318,31 +389,33 @@ def train(
         num_sanity_val_steps=0,
     )
     earlier_metrics: list[dict[str, str]] = []
-    if ckpt_path:
+    if ckpt_path and writer:
         log.info("resuming %s from %s", run_dir, ckpt_path)
         # Lightning's CSV logger starts metrics.csv afresh: keep the rows logged before the
         # checkpoint's step and put them back in front of the new ones afterwards
         earlier_metrics = [r for r in _read_csv(run_dir / "metrics.csv") if _row_step(r) < resume_step]
-    _fit(trainer, task, loaders, ckpt_path)
-    if earlier_metrics:
+    with _known_warnings_silenced():
+        _fit(trainer, task, loaders, ckpt_path)
+    run_dir = shared_dir.run_dir  # rank 0's, on every rank
+    if earlier_metrics and trainer.is_global_zero:
         _write_csv(run_dir / "metrics.csv", earlier_metrics + _read_csv(run_dir / "metrics.csv"))
     best_cb = checkpoint_cbs[0]
     best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
-    last = ckpt_dir / "last.ckpt"
+    last = run_dir / "checkpoints" / "last.ckpt"
     result = RunResult(
         run_dir, best, last if last.exists() else None, dict(task.last_val_metrics),
-        global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
+        global_step=int(trainer.global_step), epochs=int(trainer.current_epoch), rank=int(trainer.global_rank),
     )
     if loaders["test"] is not None and best is not None:
-        from audioclf.models.bundle import load_bundle_model
-        from audioclf.training.evaluate import evaluate_loader
-
-        # scored on the device it trained on: AudioSet's eval set is 20k clips
-        bundle_model, bundle = load_bundle_model(best, device=trainer.strategy.root_device)
-        result.test_metrics = evaluate_loader(bundle_model, loaders["test"], multi_label=store.multi_label, label_names=store.label_names)
-        (run_dir / "metrics.json").write_text(
-            json.dumps({"checkpoint": str(best), "split": "test", **result.test_metrics}, indent=2)
-        )
+        # The best checkpoint scored by every rank on its shard of the test set, the
+        # metrics computed once on all predictions (torchmetrics gathers them); on the
+        # device it trained on: AudioSet's eval set is 20k clips.
+        _test(trainer, task, loaders["test"], str(best))
+        result.test_metrics = dict(task.last_test_metrics)
+        if trainer.is_global_zero:
+            (run_dir / "metrics.json").write_text(
+                json.dumps({"checkpoint": str(best), "split": "test", **result.test_metrics}, indent=2)
+            )
     result.seconds = time.time() - t0
     return result
 
@@ -363,6 +436,14 @@ def _fit(trainer: L.Trainer, task: ClassificationTask, loaders: dict[str, DataLo
         if trainer.interrupted:
             raise KeyboardInterrupt from err
         raise
+
+
+def _test(trainer: L.Trainer, task: ClassificationTask, loader: DataLoader, ckpt_path: str) -> None:
+    """``trainer.test`` of ``ckpt_path`` (read as data); figures land in ``task.last_test_metrics``."""
+    from audioclf.models.checkpoints import safe_globals
+
+    with torch.serialization.safe_globals(safe_globals()):
+        trainer.test(task, dataloaders=loader, ckpt_path=ckpt_path, weights_only=True, verbose=False)
 
 
 def resume_target(resume: str | None) -> tuple[Path | None, str | None, int]:

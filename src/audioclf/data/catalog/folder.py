@@ -6,14 +6,15 @@
   ``split``; paths are relative to the CSV's directory; several labels separated by ``;``
   make the dataset multi-label.
 
-Without folds or splits, clips are split train/validation/test by a stable hash of their
-path (``val_fraction``/``test_fraction``), so the split never changes when files are added.
+Without folds or splits, clips are split train/validation/test stratified by class: each
+class gives ``val_fraction``/``test_fraction`` of its files (at least one each when it has
+three or more), chosen by a stable hash of their path, so adding a file moves at most two
+others of its class (see :func:`audioclf.data.splits.stratified_hash_splits`).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 from audioclf.audio.io import AUDIO_EXTENSIONS
@@ -24,6 +25,7 @@ from audioclf.data.catalog.registry import (
     Option,
     register_dataset,
 )
+from audioclf.data.splits import stratified_hash_splits
 
 
 @register_dataset
@@ -34,13 +36,13 @@ class Folder(DatasetSource):
         task="single_label or multi_label",
         classes="from the files",
         clips="from the files",
-        protocol="manifest folds/splits, else hashed 80/10/10 split",
+        protocol="manifest folds/splits, else a stratified hashed 80/10/10 split",
         license="yours",
     )
     options = {
         "manifest": Option(None, "CSV manifest path,label[,fold][,split] (default: ROOT if it is a .csv)", str),
-        "val_fraction": Option(0.1, "hashed split: share of clips for validation", float),
-        "test_fraction": Option(0.1, "hashed split: share of clips for test", float),
+        "val_fraction": Option(0.1, "hashed split: share of each class for validation", float),
+        "test_fraction": Option(0.1, "hashed split: share of each class for test", float),
         "name": Option("folder", "dataset name recorded in the store", str),
     }
 
@@ -90,9 +92,10 @@ class Folder(DatasetSource):
             files = sorted(p for p in (root / label).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
             for f in files:
                 rel = f.relative_to(root).as_posix()
-                items.append(Item(clip_id=rel, target=c, split=self._hash_split(rel), path=str(f)))
+                items.append(Item(clip_id=rel, target=c, path=str(f)))
         if not items:
             raise ValueError(f"dataset 'folder': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+        self._assign_splits(items)
         self._items = items
 
     def _scan_manifest(self, manifest: Path) -> None:
@@ -123,13 +126,18 @@ class Folder(DatasetSource):
                 except ValueError:
                     raise ValueError(f"{manifest}, line {line}: fold {row['fold']!r} is not an integer") from None
             split = (row.get("split") or "").strip()
-            if not split and fold < 0:
-                split = self._hash_split(rel)
             target: int | list[int] = [index[x] for x in ls] if self._multi else index[ls[0]]
             items.append(Item(clip_id=rel, target=target, fold=fold, split=split, path=str(path)))
+        self._assign_splits([it for it in items if not it.split and it.fold < 0])
         self._items = items
 
-    def _hash_split(self, key: str) -> str:
-        h = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        val, test = float(self.opts["val_fraction"]), float(self.opts["test_fraction"])
-        return "test" if h < test else "validation" if h < test + val else "train"
+    def _assign_splits(self, items: list[Item]) -> None:
+        """The stratified hashed split, for clips that have neither a fold nor a split
+        (multi-label clips are stratified by their first label in label order)."""
+        if not items:
+            return
+        classes = [it.target if isinstance(it.target, int) else min(it.target, default=-1) for it in items]
+        splits = stratified_hash_splits([it.clip_id for it in items], classes,
+                                        float(self.opts["val_fraction"]), float(self.opts["test_fraction"]))
+        for it, split in zip(items, splits, strict=True):
+            it.split = split

@@ -8,7 +8,7 @@ Splits are per class: the first 70 % of clips train, the next 15 % validate, the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -174,6 +174,29 @@ def synthesize(
     sig_rms = np.sqrt(np.mean((clip[onset : onset + m]) ** 2)) + 1e-12
     clip += NOISES[noise](rng.standard_normal(n), sample_rate) * sig_rms / 10 ** (snr_db / 20)
     return np.clip(clip, -1, 1).astype(np.float32)
+
+
+def synthesize_scene(
+    events: Sequence[tuple[str, float]], seconds: float = 10.0, seed: int = 0, sample_rate: int = 16000,
+    event_seconds: float = 1.0,
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """A longer recording with several events over quiet background noise, for the
+    timeline and the playhead: ``events`` are ``(label, onset seconds)``; each is a
+    ``synthesize`` clip of ``event_seconds`` placed at its onset. Returns the audio
+    ``(round(seconds * sample_rate),)`` float32 and ``(label, start, end)`` of each event
+    slot (the sound itself fills 40-90 % of its slot, as in the dataset's clips)."""
+    n = int(round(seconds * sample_rate))
+    rng = np.random.default_rng(seed)
+    scene = rng.standard_normal(n) * 10 ** (-50 / 20)  # -50 dBFS background
+    placed = []
+    for i, (label, onset) in enumerate(events):
+        clip = synthesize(label, seed * 1000 + i, sample_rate, event_seconds)
+        start = int(round(onset * sample_rate))
+        if start < 0 or start + clip.size > n:
+            raise ValueError(f"event {label!r} at {onset:g} s does not fit in a {seconds:g} s scene")
+        scene[start : start + clip.size] += clip
+        placed.append((label, start / sample_rate, (start + clip.size) / sample_rate))
+    return np.clip(scene, -1, 1).astype(np.float32), placed
 
 
 @register_dataset

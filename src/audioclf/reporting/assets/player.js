@@ -5,7 +5,8 @@
  * Used by the HTML report (data embedded in the page) and by the service's page (data
  * from POST /timeline); both pass the same JSON shape, see audioclf.reporting.payload:
  *   { duration, label_names, edges (frames+1 s), scores (frames x classes),
- *     clip_scores, spectrogram (image URL or null) }
+ *     clip_scores, spectrogram (image URL or null),
+ *     spectrogram_axis ({ticks: [[0-1 from the bottom, label]], db: [lo, hi], colours} or null) }
  */
 (function () {
   "use strict";
@@ -89,10 +90,25 @@
     var wrap = el("div", "acp", root);
     var readout = el("div", "acp-readout", wrap);
     var timeText = el("span", "acp-time", readout);
+    timeText.title = "where the audio is / its length";
     var hoverText = el("span", "acp-hover", readout);
+    hoverText.title = "the time under the mouse pointer (and the score under it on a strip)";
     var grid = el("div", "acp-grid", wrap);
     var labels = el("div", "acp-labels", grid);
-    el("div", "acp-speclabel", labels).textContent = "spectrogram";
+    var specLabel = el("div", "acp-speclabel", labels);
+    var axisInfo = data.spectrogram_axis || null;
+    if (data.spectrogram && axisInfo && axisInfo.ticks && axisInfo.ticks.length) {
+      // frequency axis beside the image: the image is stretched to the label column's height
+      specLabel.className = "acp-speclabel acp-freqaxis";
+      el("div", "acp-freqtitle", specLabel).textContent = "frequency";
+      axisInfo.ticks.forEach(function (tick) {
+        var t = el("div", "acp-freqtick", specLabel);
+        t.style.bottom = (100 * tick[0]).toFixed(2) + "%";
+        t.textContent = tick[1];
+      });
+    } else {
+      specLabel.textContent = "spectrogram";
+    }
     shown.forEach(function (c) {
       var l = el("div", "acp-rowlabel", labels);
       l.textContent = data.label_names[c];
@@ -115,6 +131,24 @@
     axis.style.height = AXIS_HEIGHT + "px";
     var head = el("div", "acp-playhead", plot);
     head.style.bottom = AXIS_HEIGHT + "px";
+
+    // colour keys: what the spectrogram's and the strips' colours mean
+    var legend = el("div", "acp-legend", wrap);
+    function colourKey(title, colours, low, high, cls) {
+      var item = el("div", "acp-key " + cls, legend);
+      el("span", "acp-keytitle", item).textContent = title;
+      el("span", "acp-keyend", item).textContent = low;
+      var bar = el("span", "acp-keybar", item);
+      bar.style.background = "linear-gradient(to right, " + colours.join(", ") + ")";
+      el("span", "acp-keyend", item).textContent = high;
+    }
+    if (data.spectrogram && axisInfo && axisInfo.colours) {
+      colourKey("spectrogram level", axisInfo.colours, axisInfo.db[0].toFixed(0) + " dB",
+                axisInfo.db[1].toFixed(0) + " dB", "acp-key-spec");
+    }
+    var scoreColours = [];
+    for (var k = 0; k <= 8; k++) scoreColours.push(colour(k / 8));
+    colourKey("class score (strips)", scoreColours, "0", "1", "acp-key-score");
 
     function drawStrips() {
       var s = sizeCanvas(strips, shown.length * ROW_HEIGHT);
@@ -157,7 +191,7 @@
       var t = audio.currentTime || 0;
       var f = duration > 0 ? Math.min(1, t / duration) : 0;
       head.style.left = (f * 100).toFixed(3) + "%";
-      timeText.textContent = clock(t) + " / " + clock(duration);
+      timeText.textContent = "playhead " + clock(t) + " / " + clock(duration);
     }
 
     var raf = 0;
@@ -177,7 +211,7 @@
 
     function onHover(event) {
       var t = fraction(event) * duration;
-      var text = "t = " + clock(t);
+      var text = "pointer " + clock(t);
       if (event.currentTarget === strips) {
         var rect = strips.getBoundingClientRect();
         var row = Math.floor((event.clientY - rect.top) / ROW_HEIGHT);
@@ -185,7 +219,7 @@
         var frame = 0;
         while (frame + 2 < edges.length && edges[frame + 1] <= t) frame++;
         if (row >= 0 && row < shown.length && data.scores.length) {
-          text += "  " + data.label_names[shown[row]] + " " + data.scores[frame][shown[row]].toFixed(3);
+          text += " · " + data.label_names[shown[row]] + " score " + data.scores[frame][shown[row]].toFixed(3);
         }
       }
       hoverText.textContent = text;
