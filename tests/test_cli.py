@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from audioclf import cli
 from audioclf.cli import _COMMANDS, build_parser, main
+from audioclf.errors import ConfigError
 
 
 def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -104,9 +106,9 @@ def test_did_you_mean_for_a_model_dataset_and_config_key(capsys: pytest.CaptureF
     from audioclf.data.catalog import create_source
     from audioclf.models import create_model
 
-    with pytest.raises(KeyError, match="did you mean 'cnn_lite'"):
+    with pytest.raises(ConfigError, match="did you mean 'cnn_lite'"):
         create_model("cnn_lte", 3)
-    with pytest.raises(KeyError, match="did you mean 'esc50'"):
+    with pytest.raises(ConfigError, match="did you mean 'esc50'"):
         create_source("esc-50")
     capsys.readouterr()
     assert main(["prepare", "synthtic", "--out", "x.h5"]) == 2
@@ -200,3 +202,27 @@ def test_quiet_after_the_verb_silences_info_and_progress(capsys: pytest.CaptureF
     assert calls and "decoding" not in capsys.readouterr().err
     assert main(["config", "show", "--json"]) == 0
     assert logging.getLogger("audioclf").level == logging.INFO and not cli._QUIET
+
+
+# --- how the CLI ends: AudioclfError exit 2, bugs propagate ------------------------
+
+def _replace_models_verb(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    def fail(args):
+        raise error
+
+    fn, *rest = cli._COMMANDS["models"]
+    monkeypatch.setitem(cli._COMMANDS, "models", (fail, *rest))
+
+
+def test_audioclf_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    _replace_models_verb(monkeypatch, ConfigError("model.name: unknown model 'x'"))
+    assert cli.main(["models"]) == 2
+    assert "error: model.name: unknown model 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bug", [TypeError("f() got 2 arguments"), KeyError("k")])
+def test_type_and_key_errors_are_bugs_not_user_errors(monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
+    _replace_models_verb(monkeypatch, bug)
+    with pytest.raises(type(bug)):
+        cli.main(["models"])
+

@@ -769,9 +769,13 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from audioclf.reporting import write_report
 
+    evaluate = None
+    if args.store is not None:
+        from audioclf.training.evaluate import evaluate_model as evaluate
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
         fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline, force=args.force,
+        evaluate=evaluate,
     )
     out.print(f"report written to {path}")
     if args.out is None and path.name != "report.html":
@@ -1093,7 +1097,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # errors the library raises with a message meant for the user: AudioclfError, and the
 # built-in kinds raised before it existed
-_USER_ERRORS = (AudioclfError, ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError,
+# What a user can fix, printed as one line with exit 2. TypeError and KeyError are not
+# here: they are programming bugs, printed with their traceback (exit 1). ValueError
+# still is: model constructors and numeric checks raise it for settings out of range.
+_USER_ERRORS = (AudioclfError, ValueError, FileNotFoundError, FileExistsError,
                 PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -1159,8 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as err:
         if args.verbose > 1:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        msg = " ".join(str(msg).split()) or type(err).__name__  # one line
+        msg = " ".join(str(err).split()) or type(err).__name__  # one line
         console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
         return 2
 

@@ -140,6 +140,13 @@ class TrainerConfig(_Section):
     checkpoint_every_n_steps: int | None = Field(
         None, ge=1, description="also refresh last.ckpt every N optimiser steps, so a killed run loses at most N"
     )
+    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=lambda: ["csv"],
+        description="Lightning loggers; csv is always on (metrics.csv), the others need their extra",
+    )
+    callbacks: list[str] = Field(
+        default_factory=list, description="extra Lightning callbacks by import path, 'package.module:Class'"
+    )
 
 
 class Config(_Section):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from audioclf.audio.frontends import LogMel, create_frontend, list_frontends, slaney_mel_filterbank
+from audioclf.errors import ConfigError
 from tests.golden import load_golden, rule_value
 
 
@@ -57,5 +58,5 @@ def test_bad_settings_and_registry() -> None:
     assert isinstance(create_frontend("logmel", sample_rate=16000, fmax=8000), LogMel)
     with pytest.raises(ValueError, match="input of 200 samples is too short for the log-mel frontend"):
         LogMel(16000, n_fft=512, fmax=8000)(torch.zeros(1, 200))
-    with pytest.raises(KeyError, match="unknown frontend"):
+    with pytest.raises(ConfigError, match="unknown frontend"):
         create_frontend("nope")

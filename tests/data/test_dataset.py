@@ -5,6 +5,7 @@ import pytest
 
 from audioclf.data.dataset import ClipDataset, protocol_indices
 from audioclf.data.store import Store, StoreHeader, StoreWriter
+from audioclf.errors import StoreError
 
 
 @pytest.fixture
@@ -45,9 +46,9 @@ def test_training_crops_are_random_but_reproducible(store: Store) -> None:
 
 
 def test_augment_is_applied_in_training_only(store: Store) -> None:
-    ds = ClipDataset(store, [0], 100, train=True, augment=lambda a: -a)
+    ds = ClipDataset(store, [0], 100, train=True, augment=lambda a, rng: -a)
     assert float(ds[0][0][0]) < 0
-    assert float(ClipDataset(store, [0], 100, augment=lambda a: -a)[0][0][0]) > 0
+    assert float(ClipDataset(store, [0], 100, augment=lambda a, rng: -a)[0][0][0]) > 0
 
 
 def test_kfold_protocol_never_validates_or_trains_on_test_fold(store: Store) -> None:
@@ -67,7 +68,7 @@ def test_named_splits(store: Store) -> None:
     roles = protocol_indices(store, val_split=None)
     assert set(roles["train"]) == set(np.flatnonzero(store.splits == "train"))
     assert roles["val"].size == 0
-    with pytest.raises(KeyError, match="no clips in split"):
+    with pytest.raises(StoreError, match="no clips in split"):
         protocol_indices(store, train_split="nope")
 
 
@@ -103,3 +104,23 @@ def test_default_num_workers_leaves_a_core_to_training() -> None:
     assert default_num_workers(6) == 5
     assert default_num_workers(64) == 8
     assert 0 <= default_num_workers() <= 8
+
+def test_augmentations_draw_from_the_dataset_generator_whatever_the_workers(store: Store) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from audioclf.data.augment import build_waveform_augment
+
+    aug = build_waveform_augment({"noise": {"min_snr_db": 0, "max_snr_db": 30}}, store.sample_rate)
+    ds = ClipDataset(store, list(range(8)), 100, train=True, augment=aug, seed=3)
+
+    def epoch(workers: int) -> torch.Tensor:
+        return torch.cat([w for w, _ in DataLoader(ds, batch_size=2, num_workers=workers)])
+
+    state = np.random.get_state()[1].copy()
+    alone = epoch(0)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # no global seeding
+    assert torch.equal(alone, epoch(2))  # the same draws in worker processes
+    assert not torch.equal(alone[0], alone[2])  # each clip its own noise
+    ds.set_epoch(1)
+    assert not torch.equal(alone, epoch(0))  # and each epoch

@@ -15,6 +15,7 @@ from audioclf.data.dataset import protocol_indices
 from audioclf.data.prepare import prepare_dataset
 from audioclf.data.splits import coverage_warnings, split_quota, stratified_hash_splits
 from audioclf.data.store import Store, StoreHeader, StoreWriter
+from audioclf.errors import StoreError
 
 
 def _tree(root: Path, counts: dict[str, int]) -> Path:
@@ -124,7 +125,7 @@ def test_an_unknown_split_that_could_be_meant_is_still_an_error(tmp_path: Path) 
     with StoreWriter(tmp_path / "v.h5", h) as w:
         for i, split in enumerate(["train", "valid", "test"]):
             w.add(np.zeros(10, np.float32), 0, clip_id=str(i), split=split)
-    with pytest.raises(KeyError, match=r"no clips in split\(s\) \['validation'\]; splits here: \['test', 'train', 'valid'\]"):
+    with pytest.raises(StoreError, match=r"no clips in split\(s\) \['validation'\]; splits here: \['test', 'train', 'valid'\]"):
         protocol_indices(Store(tmp_path / "v.h5"))
 
 

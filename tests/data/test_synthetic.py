@@ -7,6 +7,7 @@ from audioclf.data.catalog import create_source, list_datasets
 from audioclf.data.catalog.synthetic import EVENTS, synthesize
 from audioclf.data.prepare import prepare_dataset
 from audioclf.data.store import Store
+from audioclf.errors import ConfigError
 
 
 def test_generator_is_deterministic_and_varied() -> None:
@@ -75,7 +76,7 @@ def test_unknown_option_is_named() -> None:
     # even the smallest set has a clip of each class in every split
     items = create_source("synthetic", clips_per_class=3).items()
     assert {it.split for it in items} == {"train", "validation", "test"}
-    with pytest.raises(KeyError, match="unknown dataset"):
+    with pytest.raises(ConfigError, match="unknown dataset"):
         create_source("nope")
 
 

@@ -56,7 +56,7 @@ def test_simple_cnn_reproduces_the_seed_sizes():
     assert model.fc1.in_features == 64 * 21 * 8 == 10752
     assert sum(p.numel() for p in model.parameters()) == 1_400_970
     assert [c.out_channels for c in (model.conv1, model.conv2, model.conv3)] == [16, 32, 64]
-    assert model.dropout.p == 0.3 and model.fc1.out_features == 128
+    assert model.head.dropout.p == 0.3 and model.fc1.out_features == 128
 
 
 def test_simple_cnn_fc1_follows_the_clip_length():

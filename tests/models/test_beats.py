@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from audioclf.audio.frontends import KaldiFbank
+from audioclf.errors import ConfigError
 from audioclf.models.beats import FBANK_MEAN, FBANK_STD, BEATs, relative_position_buckets
 from audioclf.models.registry import create_model, get_model_info
 from tests.golden import load_golden, rule_state_dict
@@ -38,8 +39,8 @@ def test_golden_iter3_plus(tmp_path) -> None:
     model = create_model("beats_iter3_plus", 527, pretrained=path).eval()
     assert set(model.state_dict()) == {name for name, _ in golden["state_dict_keys"]}
     with torch.no_grad():
-        features = model.forward_features(golden["fbank_normalized"])
-        logits = model.forward_head(features)
+        features = model.forward_tokens(golden["fbank_normalized"])
+        logits = model.head(model.forward_features(golden["fbank_normalized"]))
     assert features.shape == (2, 496, 768)
     # measured: features 5.5e-6, logits 3.6e-7
     assert (features - golden["features"]).abs().max() < 1e-3
@@ -68,7 +69,7 @@ def test_registry_contract() -> None:
     with torch.no_grad():
         assert model(wave).shape == (2, 5)
         assert model.embed(wave).shape == (2, 48)
-    with pytest.raises(TypeError, match="unknown BEATs settings"):
+    with pytest.raises(ConfigError, match="unknown BEATs settings"):
         create_model("beats_iter3_plus", 5, not_a_setting=1)
 
 

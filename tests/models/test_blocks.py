@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.models import create_model
-from audioclf.models.blocks import BlockNet, RandomDropBlock, ResBlock2d, SpecError, default_blocks
+from audioclf.models.blocks import BlockNet, ResBlock2d, SpecError, default_blocks
 from audioclf.models.layers.activations import SwiGLU, create_activation, list_activations
+from audioclf.models.layers.dropblock import RandomDropBlock
 from audioclf.models.layers.pooling import GlobalPool
 
 # 0.5 s at 8 kHz, 64-sample hop: 63 frames x 16 mel bins

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audioclf.models import create_model
-from audioclf.models.panns import SpecAugment
+from audioclf.models.layers.masking import SpecAugment
 from tests.golden import load_golden, rule_state_dict
 
 VARIANTS = ("cnn6", "cnn10", "cnn14")
@@ -91,7 +91,8 @@ def test_freeze_backbone_trains_only_the_head():
 
 def test_spec_augment_stripes():
     torch.manual_seed(0)
-    aug = SpecAugment().train()
+    # the setting PANNs publish (and audioclf's cnn6/10/14 use): zero-filled stripes
+    aug = SpecAugment(time_mask_width=64, time_masks=2, freq_mask_width=8, freq_masks=2, fill="zero").train()
     x = torch.ones(8, 1, 200, 64)
     y = aug(x)
     zero = y == 0
@@ -125,6 +126,7 @@ def test_spec_augment_in_model_train_only():
     assert (seen[-1] == 0).all(dim=3).any()
     # and with only SpecAugment active (BN/dropout in eval) the output changes
     model.eval()
+    assert model.spec_augmenter.fill == "zero"  # the published PANNs setting
     model.spec_augmenter.train()
     with torch.no_grad():
         assert not torch.allclose(model(wave), ref)

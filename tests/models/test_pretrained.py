@@ -168,7 +168,7 @@ def test_beats_published_file_route_matches_the_golden_logits(tmp_path):
     model, info = resolve_model(path)
     assert info["model"] == "beats_iter3_plus" and info["model_settings"] == {} and info["num_classes"] == 527
     with torch.no_grad():
-        logits = model.forward_head(model.forward_features(golden["fbank_normalized"]))
+        logits = model.head(model.forward_features(golden["fbank_normalized"]))
     torch.testing.assert_close(logits, golden["logits"], rtol=0, atol=1e-3)
 
 

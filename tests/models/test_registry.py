@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.models import create_model, get_model_info, list_models, register_model
 from audioclf.models.checkpoints import load_state_into
 
@@ -64,15 +65,24 @@ def test_forward_backward_and_contract(name: str) -> None:
         # token, BEATs/AST pooled encoder output), so `audioclf embed` sees the head's features
         head = model.get_submodule(model.head_prefixes[0].rstrip("."))
         torch.testing.assert_close(head(emb), model(x), rtol=1e-4, atol=1e-4)
+        # frontend -> forward_features -> head is forward, part by part, exactly; the head
+        # is the module under head_prefixes; embed is what the head reads
+        assert model.head is head
+        spec = model.frontend(x)
+        features = model.forward_features(spec)
+        assert torch.equal(model.head(features), model(x))
+        assert torch.equal(features, emb)
     assert emb.ndim == 2 and emb.shape[0] == 2
+    assert isinstance(model.frontend, nn.Identity) == (get_model_info(name).family == "eat")
 
 
 def test_unknown_model_and_bad_settings_are_explained() -> None:
-    with pytest.raises(KeyError, match="unknown model 'cnn99'; did you mean .*registered models: "):
+    # user errors (a config names them): ConfigError, which the CLI prints with exit 2
+    with pytest.raises(ConfigError, match="unknown model 'cnn99'; did you mean '\\w+'\\? known: "):
         create_model("cnn99", 3)
-    with pytest.raises(TypeError, match="bad settings for model 'cnn_lite'"):
+    with pytest.raises(ConfigError, match="bad settings for model 'cnn_lite'.*no_such_setting"):
         create_model("cnn_lite", 3, no_such_setting=1)
-    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+    with pytest.raises(ConfigError, match="num_classes must be >= 1"):
         create_model("cnn_lite", 0)
 
 

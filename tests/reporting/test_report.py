@@ -12,6 +12,7 @@ import pytest
 from audioclf.cli import main
 from audioclf.inference import Classifier
 from audioclf.reporting import build_report, write_report
+from audioclf.training.evaluate import evaluate_model
 from tests.reporting.support import TinyRun
 
 
@@ -57,7 +58,7 @@ def test_report_of_a_run_shows_its_metrics_and_curves(run: TinyRun, tmp_path: Pa
 
 
 def test_report_with_audio_and_store(run: TinyRun, recording: Path) -> None:
-    report = build_report(run.run_dir, recording, store=run.store, rows=4)
+    report = build_report(run.run_dir, recording, store=run.store, rows=4, evaluate=evaluate_model)
     page = report.html
     assert set(report.figures) == {"training_curves", "timeline", "confusion_matrix", "per_class_f1"}
     # per-class table: every class with its support in the test split (one clip each here)
@@ -98,7 +99,7 @@ def test_report_reads_and_builds_the_checkpoint_once(
         monkeypatch.setattr(module, "read_checkpoint_file", counted_read)
         monkeypatch.setattr(module, "create_model", counted_create)
     monkeypatch.setattr(audioclf.models, "create_model", counted_create)
-    report = build_report(run.run_dir, recording, store=run.store, rows=4)
+    report = build_report(run.run_dir, recording, store=run.store, rows=4, evaluate=evaluate_model)
     assert {"timeline", "confusion_matrix"} <= set(report.figures)
     assert len(reads) == 1 and len(builds) == 1, (reads, builds)
 

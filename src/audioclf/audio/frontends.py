@@ -9,32 +9,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-_FRONTENDS: dict[str, type[nn.Module]] = {}
+from audioclf.registry import Registry
+
+FRONTENDS: Registry[type[nn.Module]] = Registry("frontend")
 
 
 def register_frontend(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _FRONTENDS and _FRONTENDS[name] is not cls:
-            raise ValueError(f"frontend {name!r} is registered twice")
-        _FRONTENDS[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: register a frontend module class under ``name``."""
+    return FRONTENDS.register(name)
 
 
-def create_frontend(name: str, **kwargs) -> nn.Module:
-    if name not in _FRONTENDS:
-        raise KeyError(f"unknown frontend {name!r}; known: {', '.join(sorted(_FRONTENDS))}")
-    return _FRONTENDS[name](**kwargs)
+def create_frontend(name: str, **kwargs: Any) -> nn.Module:
+    """Build the frontend registered as ``name`` (``ConfigError`` if there is none)."""
+    return FRONTENDS.get(name)(**kwargs)
 
 
 def list_frontends() -> list[str]:
-    return sorted(_FRONTENDS)
+    return sorted(FRONTENDS.names())
 
 
 # --- mel scale (Slaney's auditory toolbox scale, the librosa default PANNs uses) ----------

@@ -21,7 +21,8 @@ from audioclf.data.store import Store
 
 log = logging.getLogger(__name__)
 
-WaveformAugment = Callable[[np.ndarray], np.ndarray]
+# what ``augment`` is: a WaveformAugment (audioclf.data.augment) or any callable of that form
+AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class ClipDataset(Dataset):
@@ -39,7 +40,7 @@ class ClipDataset(Dataset):
         clip_samples: int,
         *,
         train: bool = False,
-        augment: WaveformAugment | None = None,
+        augment: AugmentFn | None = None,
         seed: int = 0,
     ) -> None:
         if clip_samples <= 0:
@@ -68,6 +69,13 @@ class ClipDataset(Dataset):
     def _rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, int(i)])
 
+    def _augment_rng(self, i: int) -> np.random.Generator:
+        """The augmentations' generator for item ``i``: its own stream, derived from the
+        item's. The two steps are those of earlier versions (which went through numpy's
+        global generator), so a config draws the augmentations it drew before."""
+        seed = int(self._rng(i).integers(0, 2**31 - 1))
+        return np.random.default_rng(np.random.RandomState(seed).randint(0, 2**31 - 1))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = int(self.indices[i])
         length = int(self.store.lengths[idx])
@@ -79,9 +87,7 @@ class ClipDataset(Dataset):
         if audio.size < n:
             audio = np.pad(audio, (0, n - audio.size))
         if self.train and self.augment is not None:
-            # seed numpy's global generator too: audiomentations draws from it
-            np.random.seed(self._rng(i).integers(0, 2**31 - 1))
-            audio = self.augment(audio)
+            audio = self.augment(audio, self._augment_rng(i))
             if audio.size != n:  # a transform must never change the length
                 audio = np.pad(audio[:n], (0, max(0, n - audio.size)))
         target = self.store.targets[idx]

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import torch
 from torch.utils.data import Sampler
 
 
@@ -132,13 +131,6 @@ class BalancedSampler(_Sharded, Sampler[int]):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
         self.seed = int(state["seed"])
-
-
-def class_weights(targets: np.ndarray) -> torch.Tensor:
-    """Inverse-frequency weight per class, ``(classes,)`` (mean 1), for weighted losses."""
-    counts = np.asarray(targets).sum(0).astype(np.float64)
-    w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    return torch.as_tensor(w / w[w > 0].mean(), dtype=torch.float32)
 
 
 class EpochShuffleSampler(_Sharded, Sampler[int]):

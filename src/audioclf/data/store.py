@@ -588,13 +588,13 @@ class Store:
             names = [split] if isinstance(split, str) else list(split)
             unknown = set(names) - set(np.unique(self.splits))
             if unknown:
-                raise KeyError(f"{self.path}: no clips in split(s) {sorted(unknown)}; splits here: {self.split_names()}")
+                raise StoreError(f"{self.path}: no clips in split(s) {sorted(unknown)}; splits here: {self.split_names()}")
             mask &= np.isin(self.splits, names)
         if folds is not None:
             f = list(folds)
             unknown = set(f) - set(self.fold_ids())
             if unknown:
-                raise KeyError(f"{self.path}: no fold(s) {sorted(unknown)}; folds here: {self.fold_ids()}")
+                raise StoreError(f"{self.path}: no fold(s) {sorted(unknown)}; folds here: {self.fold_ids()}")
             mask &= np.isin(self.folds, f)
         if exclude_folds is not None:
             mask &= ~np.isin(self.folds, list(exclude_folds))
@@ -725,6 +725,3 @@ def read_shard_index(directory: Path) -> list[Path]:
         raise StoreError(f"{directory}: shards listed in {SHARD_INDEX} are missing: {missing[:5]}")
     return files
 
-
-def open_store(path: str | Path) -> Store:
-    return Store(path)

@@ -209,50 +209,27 @@ def _decode(value: str) -> Any:
 # --- the frontend split ---------------------------------------------------------------------
 
 
-class _FeaturesIn(nn.Module):
-    """Stands in for a model's frontend while its body is exported: hands back the features
-    the body was called with."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features: torch.Tensor | None = None
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        assert self.features is not None, "_FeaturesIn used outside _Body"
-        return self.features
-
-
 class _Body(nn.Module):
-    """A model with its frontend cut off: features ``(batch, frames, bins)`` -> logits."""
+    """A model without its frontend: features ``(batch, frames, bins)`` -> logits, through
+    the model's own ``forward_features`` and ``head`` (the parts ``forward`` is made of)."""
 
-    def __init__(self, model: nn.Module, clip_samples: int) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.clip_samples = clip_samples
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        self.model.frontend.features = features
-        # the model's own input checks look at the waveform's shape; a zero waveform of
-        # the right shape satisfies them and is never read (the frontend is replaced)
-        waveform = features.new_zeros(features.shape[0], self.clip_samples)
-        return self.model(waveform)
+        return self.model.head(self.model.forward_features(features))
 
 
-@contextlib.contextmanager
-def _without_frontend(model: nn.Module, name: str, fmt: str) -> Iterator[nn.Module]:
-    """The model's frontend module, with the model's own slot swapped for ``_FeaturesIn``
-    until the block ends."""
+def _frontend_of(model: nn.Module, name: str, fmt: str) -> nn.Module:
+    """The model's frontend, for ``frontend='separate'``; raw-waveform models have none to split off."""
     frontend = getattr(model, "frontend", None)
-    if not isinstance(frontend, nn.Module):
+    if not isinstance(frontend, nn.Module) or isinstance(frontend, nn.Identity):
         raise ExportError(
-            f"cannot export model {name!r} to {fmt} with frontend='separate': it has no frontend "
-            "submodule (a raw-waveform model); export it with frontend='inside'"
+            f"cannot export model {name!r} to {fmt} with frontend='separate': it reads the waveform "
+            "(a raw-waveform model, no spectrogram frontend); export it with frontend='inside'"
         )
-    model.frontend = _FeaturesIn()
-    try:
-        yield frontend
-    finally:
-        model.frontend = frontend
+    return frontend
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -371,16 +348,16 @@ def export_model(
             meta.update(input="waveform", input_shape=["batch", clip], output="logits")
             exporter.write(model, example, temps[out], "waveform", "logits", _as_props(meta), opset)
         else:
-            with _without_frontend(model, name, format) as fe:
+            fe = _frontend_of(model, name, format)
+            with torch.no_grad():
                 features = fe(example)
-                meta.update(
-                    input="features", input_shape=["batch", *features.shape[1:]], output="logits",
-                    frontend_file=frontend_out.name, frontend_input="waveform",
-                    frontend_input_shape=["batch", clip], frontend_output="features",
-                )
-                exporter.write(fe, example, temps[frontend_out], "waveform", "features", _as_props(meta), opset)
-                exporter.write(_Body(model, clip), features, temps[out], "features", "logits", _as_props(meta), opset)
-                model.frontend.features = None
+            meta.update(
+                input="features", input_shape=["batch", *features.shape[1:]], output="logits",
+                frontend_file=frontend_out.name, frontend_input="waveform",
+                frontend_input_shape=["batch", clip], frontend_output="features",
+            )
+            exporter.write(fe, example, temps[frontend_out], "waveform", "features", _as_props(meta), opset)
+            exporter.write(_Body(model), features, temps[out], "features", "logits", _as_props(meta), opset)
         if verify:
             x = check
             if frontend_out is not None:

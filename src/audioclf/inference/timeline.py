@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.audio.io import stream_audio  # noqa: F401 - re-exported: it lived here first
-
 log = logging.getLogger(__name__)
 
 

@@ -136,6 +136,11 @@ class AST(nn.Module):
         """Normalised fbank ``(B, max_length, num_mel_bins)`` -> pooled tokens ``(B, hidden)``."""
         return self.ast.audio_spectrogram_transformer(input_values=fbank).pooler_output
 
+    @property
+    def head(self) -> nn.Module:
+        """The classifier (layer norm + linear), ``ast.classifier`` as in transformers."""
+        return self.ast.classifier
+
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, samples)`` -> clip embedding ``(B, hidden)``: mean of class and distillation
         token outputs."""
@@ -143,7 +148,7 @@ class AST(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, samples)`` at 16 kHz -> logits ``(B, num_classes)``."""
-        return self.ast.classifier(self.embed(waveform))
+        return self.head(self.forward_features(self.frontend(waveform)))
 
     # -- checkpoint import ---------------------------------------------------------------
 

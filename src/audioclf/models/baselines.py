@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from audioclf.models.layers.inputs import LogMelModel, require_clip_length
+from audioclf.models.layers.head import ClassifierHead
+from audioclf.models.layers.inputs import LogMelModel
 from audioclf.models.layers.pooling import freq_mean_time_mean_max
 from audioclf.models.registry import register_model
 
@@ -59,16 +60,12 @@ class LiteCNN(LogMelModel):
             blocks += [ConvBNReLU(cin, cout), nn.AvgPool2d(2, ceil_mode=True)]
             cin = cout
         self.features = nn.Sequential(*blocks)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(cin, num_classes)
+        self.head = ClassifierHead(cin, num_classes, dropout)
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> clip embedding ``(batch, channels[-1])``."""
-        x = self.features(self.mel_map(waveform))  # (B, C, T', F')
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> clip embedding ``(batch, channels[-1])``."""
+        x = self.features(self.normalize_bins(spec))  # (B, C, T', F')
         return freq_mean_time_mean_max(x)
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(waveform)))
 
 
 @register_model(family="baselines", sample_rate=16000, clip_seconds=1.0)
@@ -110,10 +107,8 @@ def time_deltas(x: torch.Tensor, width: int = 9) -> torch.Tensor:
     return num / (2 * sum(n * n for n in range(1, half + 1)))
 
 
-def _require_length(model: nn.Module, waveform: torch.Tensor) -> None:
-    require_clip_length(
-        model, waveform, "its dense layers are sized for that clip", setting="clip_seconds"
-    )
+# why piczak_cnn and simple_cnn take one clip length only (LogMelModel.check_input)
+_DENSE_SIZED = "its dense layers are sized for that clip"
 
 
 def _flat_size(
@@ -146,6 +141,7 @@ class PiczakCNN(LogMelModel):
     """
 
     head_prefixes = ("head.",)
+    fixed_length = _DENSE_SIZED
 
     def __init__(
         self,
@@ -191,18 +187,14 @@ class PiczakCNN(LogMelModel):
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
         )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = ClassifierHead(hidden, num_classes, dropout)
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, clip_samples)`` -> second dense layer's output ``(batch, hidden)``."""
-        _require_length(self, waveform)
-        x = standardize(self.frontend(waveform))  # (B, T, F)
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` of a ``clip_samples`` clip -> second dense
+        layer's output ``(batch, hidden)``."""
+        x = standardize(spec)  # (B, T, F)
         x = torch.stack([x, time_deltas(x)], dim=1) if self.deltas else x.unsqueeze(1)
         return self.dense(self.features(x).flatten(1))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(waveform)))
 
 
 class VGGLike(LogMelModel):
@@ -249,15 +241,11 @@ class VGGLike(LogMelModel):
                 f"vgg_like: {len(stages)} stages halve the bins; need n_mels >= {2 ** len(stages)}"
             )
         self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(cin, num_classes)
+        self.head = ClassifierHead(cin, num_classes, dropout)
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> ``(batch, channels of the last stage)``."""
-        return freq_mean_time_mean_max(self.features(self.mel_map(waveform)))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(waveform)))
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> ``(batch, channels of the last stage)``."""
+        return freq_mean_time_mean_max(self.features(self.normalize_bins(spec)))
 
 
 class CRNN(LogMelModel):
@@ -303,18 +291,14 @@ class CRNN(LogMelModel):
         self.gru = nn.GRU(
             cin * bins, hidden, num_layers=gru_layers, batch_first=True, bidirectional=True
         )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden, num_classes)
+        self.head = ClassifierHead(2 * hidden, num_classes, dropout)
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> pooled GRU states ``(batch, 2 * hidden)``."""
-        x = self.features(self.mel_map(waveform))  # (B, C, T', F')
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> pooled GRU states ``(batch, 2 * hidden)``."""
+        x = self.features(self.normalize_bins(spec))  # (B, C, T', F')
         x = x.permute(0, 2, 1, 3).flatten(2)  # (B, T', C * F'): one vector per time step
         x, _ = self.gru(x)  # (B, T', 2 * hidden)
         return x.mean(dim=1) + x.amax(dim=1)
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(waveform)))
 
 
 class SimpleCNN(LogMelModel):
@@ -328,6 +312,7 @@ class SimpleCNN(LogMelModel):
     """
 
     head_prefixes = ("fc2.",)
+    fixed_length = _DENSE_SIZED
 
     def __init__(
         self,
@@ -357,25 +342,23 @@ class SimpleCNN(LogMelModel):
         self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.conv3 = nn.Conv2d(32, 64, 3, padding=1)
         self.pool = nn.MaxPool2d(2, 2)
-        self.dropout = nn.Dropout(dropout)
         self.fc1 = nn.Linear(_flat_size(self._convs, 1, frames, n_mels), hidden)
-        self.fc2 = nn.Linear(hidden, num_classes)
+        self.fc2 = ClassifierHead(hidden, num_classes, dropout)
+
+    @property
+    def head(self) -> nn.Module:
+        """The classifier, ``fc2`` (the seed's name, kept for its checkpoints)."""
+        return self.fc2
 
     def _convs(self, x: torch.Tensor) -> torch.Tensor:
         for conv in (self.conv1, self.conv2, self.conv3):
             x = self.pool(torch.relu(conv(x)))
         return x
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, clip_samples)`` -> fc1 output ``(batch, hidden)``."""
-        _require_length(self, waveform)
-        x = self.frontend(waveform)
-        if self.normalize:
-            x = standardize(x)
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` of a ``clip_samples`` clip -> fc1 output ``(batch, hidden)``."""
+        x = standardize(spec) if self.normalize else spec
         return torch.relu(self.fc1(self._convs(x.unsqueeze(1)).flatten(1)))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(self.embed(waveform)))
 
 
 @register_model(family="baselines", sample_rate=22050, clip_seconds=5.0)

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.audio.frontends import FbankNormalize, KaldiFbank
+from audioclf.errors import ConfigError
+from audioclf.models.layers.head import ClassifierHead
 from audioclf.models.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -361,8 +363,7 @@ class BEATs(nn.Module):
         )
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         self.encoder = BEATsEncoder(cfg)
-        self.predictor_dropout = nn.Dropout(cfg.predictor_dropout)
-        self.predictor = nn.Linear(cfg.encoder_embed_dim, num_classes)
+        self.predictor = ClassifierHead(cfg.encoder_embed_dim, num_classes, cfg.predictor_dropout)
 
         if freeze_encoder:
             for name, param in self.named_parameters():
@@ -374,7 +375,7 @@ class BEATs(nn.Module):
         if self.freeze_encoder:
             # a frozen encoder also keeps its eval behaviour (no layer drop, no dropout)
             for name, module in self.named_children():
-                if name not in ("predictor", "predictor_dropout"):
+                if name != "predictor":
                     module.train(False)
         return self
 
@@ -411,7 +412,12 @@ class BEATs(nn.Module):
 
     # -- forward -------------------------------------------------------------------------
 
-    def forward_features(
+    @property
+    def head(self) -> nn.Module:
+        """The classifier, ``predictor`` (the published name), with its dropout."""
+        return self.predictor
+
+    def forward_tokens(
         self, fbank: torch.Tensor, frame_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Normalised fbank ``(B, frames, 128)`` -> encoder output ``(B, patches, 768)``.
@@ -436,39 +442,37 @@ class BEATs(nn.Module):
             )
             return self.encoder(x, mask)
 
-    def forward_head(
-        self, features: torch.Tensor, patch_mask: torch.Tensor | None = None
+    def forward_features(
+        self, fbank: torch.Tensor, frame_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Encoder output ``(B, N, C)`` -> logits ``(B, classes)``: classify each patch, then
-        average the patch logits (over real patches only when a mask is given)."""
-        logits = self.predictor(self.predictor_dropout(features))
-        return _masked_mean(logits, patch_mask)
+        """Normalised fbank ``(B, frames, 128)`` -> clip embedding ``(B, 768)``: the encoder
+        output averaged over the (real) patches.
 
-    def _features_and_mask(
-        self, waveform: torch.Tensor, padding_mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            fbank = self.frontend(waveform)
-        frame_mask = None if padding_mask is None else self.frame_padding_mask(padding_mask)
-        features = self.forward_features(fbank, frame_mask)
+        The published model classifies each patch and averages the patch logits; the
+        predictor being linear, classifying the average is the same function.
+        """
+        tokens = self.forward_tokens(fbank, frame_mask)
         patch_mask = (
             None if frame_mask is None else self.patch_padding_mask(frame_mask, fbank.shape[2])
         )
-        return features, patch_mask
+        return _masked_mean(tokens, patch_mask)
+
+    def _features(self, waveform: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        fbank = self.frontend(waveform)
+        frame_mask = None if padding_mask is None else self.frame_padding_mask(padding_mask)
+        return self.forward_features(fbank, frame_mask)
 
     def embed(
         self, waveform: torch.Tensor, padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``(B, samples)`` -> clip embedding ``(B, 768)``: encoder output averaged over patches."""
-        features, patch_mask = self._features_and_mask(waveform, padding_mask)
-        return _masked_mean(features, patch_mask)
+        return self._features(waveform, padding_mask)
 
     def forward(
         self, waveform: torch.Tensor, padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``(B, samples)`` at 16 kHz -> logits ``(B, num_classes)``."""
-        features, patch_mask = self._features_and_mask(waveform, padding_mask)
-        return self.forward_head(features, patch_mask)
+        return self.head(self._features(waveform, padding_mask))
 
     # -- checkpoint import ---------------------------------------------------------------
 
@@ -529,7 +533,7 @@ def beats_iter3_plus(
     known = {f.name for f in fields(BEATsConfig)}
     unknown = sorted(set(cfg) - known)
     if unknown:
-        raise TypeError(f"unknown BEATs settings {unknown}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown BEATs settings {unknown}; known: {', '.join(sorted(known))}")
     return BEATs(
         num_classes, BEATsConfig(**cfg), clip_seconds=clip_seconds, freeze_encoder=freeze_encoder
     )

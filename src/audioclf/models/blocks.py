@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from audioclf.models.layers.activations import ACTIVATIONS, create_activation, list_activations
-from audioclf.models.layers.dropblock import DropBlock2d
+from audioclf.models.layers.dropblock import RandomDropBlock
 from audioclf.models.layers.inputs import LogMelModel
 from audioclf.models.layers.pooling import POOLING_MODES, GlobalPool
 from audioclf.models.registry import register_model
@@ -118,28 +118,6 @@ class ResBlock2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pre(x)
         return self.conv2(self.mid(self.conv1(h))) + self.conv_res(h)
-
-
-class RandomDropBlock(nn.Module):
-    """DropBlock applied to each example with probability ``p`` (training only)."""
-
-    def __init__(self, p: float, drop_prob: float, block_size: tuple[int, int]) -> None:
-        super().__init__()
-        self.p = p
-        self.dropblock = DropBlock2d(drop_prob, block_size)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        chosen = torch.rand(x.shape[0], device=x.device) < self.p
-        if not bool(chosen.any()):
-            return x
-        out = x.clone()
-        out[chosen] = self.dropblock(x[chosen])
-        return out
 
 
 # --- spec parsing: one builder per block kind ------------------------------------------------
@@ -409,12 +387,9 @@ class BlockNet(LogMelModel):
         self.head = nn.Linear(dim, num_classes)
         self.embed_dim = dim
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> features ``(batch, embed_dim)`` (the head's input)."""
-        return self.blocks(self.mel_map(waveform))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(waveform))
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> features ``(batch, embed_dim)`` (the head's input)."""
+        return self.blocks(self.normalize_bins(spec))
 
 
 # --- registered variants ------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Loading weights into a built model: audioclf checkpoints and published checkpoints.
 
-Published checkpoints keep their own key names (shared/golden/ pins them). A model whose
+Published checkpoints keep their own key names (tests/data/golden/ pins them). A model whose
 key space differs from its published one defines ``remap_checkpoint(obj) -> state_dict``;
 otherwise the state dict is taken from the usual containers (``{"model": ...}`` as in
 PANNs and BEATs, ``{"state_dict": ...}`` as written by Lightning/audioclf).
@@ -21,10 +21,6 @@ from torch import nn
 from audioclf.errors import CheckpointError
 
 log = logging.getLogger(__name__)
-
-# Key prefix under which the training task holds the model (see training/task.py).
-TASK_MODEL_PREFIX = "model."
-EMA_MODEL_PREFIX = "ema_model.module."
 
 
 def read_checkpoint_file(path: str | Path) -> Any:
@@ -92,12 +88,13 @@ def extract_state_dict(obj: Any, model: nn.Module | None = None) -> dict[str, to
         if remapped is not None:
             return dict(remapped)
     if isinstance(obj, Mapping):
-        if "audioclf" in obj and "state_dict" in obj:
-            # an audioclf bundle: the task stores the model under "model.", and its EMA
-            # copy (the weights that were evaluated, when enabled) under "ema_model.module."
-            sd = obj["state_dict"]
-            prefix = EMA_MODEL_PREFIX if obj["audioclf"].get("weights") == "ema" else TASK_MODEL_PREFIX
-            return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+        from audioclf.models.bundle import (  # (bundle imports this module)
+            bundle_state_dict,
+            is_bundle,
+        )
+
+        if is_bundle(obj):
+            return bundle_state_dict(obj)
         for key in ("model", "state_dict"):
             if key in obj and isinstance(obj[key], Mapping):
                 return dict(obj[key])

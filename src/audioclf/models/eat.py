@@ -216,6 +216,8 @@ class EAT(nn.Module):
         self.num_classes = num_classes
         self.factors = factors
         self.num_tokens = self._check_clip(self.clip_samples)
+        # a raw-waveform model: no spectrogram between the input and forward_features
+        self.frontend = nn.Identity()
 
         self.start = nn.Sequential(
             nn.ReflectionPad1d(3),
@@ -280,6 +282,11 @@ class EAT(nn.Module):
             )
         return tokens
 
+    @property
+    def head(self) -> nn.Module:
+        """The classifier, ``tf.fc`` (the published name)."""
+        return self.tf.fc
+
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, clip_samples)`` -> token features ``(B, embed_dim, num_tokens)``."""
         require_clip_length(
@@ -289,13 +296,18 @@ class EAT(nn.Module):
         x = self.down2(self.down(x))
         return self.project(x)
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(B, clip_samples)`` -> class-token embedding ``(B, embed_dim)``."""
+    def forward_features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(B, clip_samples)`` (the frontend is the identity: EAT reads the waveform) ->
+        class-token embedding ``(B, embed_dim)``."""
         return self.tf.encode(self.features(waveform))
+
+    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(B, clip_samples)`` -> class-token embedding ``(B, embed_dim)``: the head's input."""
+        return self.forward_features(self.frontend(waveform))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, clip_samples)`` -> logits ``(B, num_classes)``."""
-        return self.tf.fc(self.embed(waveform))
+        return self.head(self.forward_features(self.frontend(waveform)))
 
     # --- checkpoint import ---------------------------------------------------------------
 

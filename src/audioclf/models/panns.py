@@ -38,7 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.models.layers.head import ClassifierHead
 from audioclf.models.layers.inputs import LogMelModel
+from audioclf.models.layers.masking import SpecAugment
 from audioclf.models.layers.pooling import freq_mean_time_mean_max
 from audioclf.models.registry import register_model
 
@@ -46,47 +48,6 @@ log = logging.getLogger(__name__)
 
 
 # --- blocks ---------------------------------------------------------------------------------
-
-
-class SpecAugment(nn.Module):
-    """PANNs' SpecAugment: zero random stripes of a spectrogram, independently per example.
-
-    Each stripe has a width drawn uniformly from ``[0, drop_width)`` and a start drawn
-    uniformly among the positions where it fits. Input and output ``(batch, channels,
-    time, freq)``. An identity in eval mode.
-    """
-
-    def __init__(
-        self,
-        time_drop_width: int = 64,
-        time_stripes: int = 2,
-        freq_drop_width: int = 8,
-        freq_stripes: int = 2,
-    ) -> None:
-        super().__init__()
-        self.time_drop_width = time_drop_width
-        self.time_stripes = time_stripes
-        self.freq_drop_width = freq_drop_width
-        self.freq_stripes = freq_stripes
-
-    def _keep_mask(self, batch: int, size: int, drop_width: int, stripes: int, device) -> torch.Tensor:
-        """``(batch, size)`` bool, False inside the dropped stripes."""
-        max_width = min(drop_width, size)  # a stripe cannot be wider than the axis
-        width = torch.randint(0, max_width, (batch, stripes, 1), device=device)
-        start = (torch.rand(batch, stripes, 1, device=device) * (size - width + 1)).floor().long()
-        start = torch.minimum(start, size - width)  # rand() < 1, but guard the rounding
-        pos = torch.arange(size, device=device)
-        dropped = (pos >= start) & (pos < start + width)  # (batch, stripes, size)
-        return ~dropped.any(dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        b, _, t, f = x.shape
-        keep_t = self._keep_mask(b, t, self.time_drop_width, self.time_stripes, x.device)
-        keep_f = self._keep_mask(b, f, self.freq_drop_width, self.freq_stripes, x.device)
-        keep = keep_t[:, None, :, None] & keep_f[:, None, None, :]
-        return x * keep.to(x.dtype)
 
 
 def _init_conv_or_linear(layer: nn.Module) -> None:
@@ -165,7 +126,7 @@ class PANNsCNN(LogMelModel):
         ("logmel_extractor.melW", "frontend.mel_fb"),
     )
     # children that keep training when the backbone is frozen
-    _head_children = ("fc_audioset", "head_dropout", "spec_augmenter")
+    _head_children = ("fc_audioset", "spec_augmenter")
 
     def __init__(
         self,
@@ -198,8 +159,9 @@ class PANNsCNN(LogMelModel):
         self.freeze_backbone = freeze_backbone
         embed_dim = embed_dim or channels[-1]
 
+        # the published SpecAugment: stripes filled with zeros (the level bn0 normalises to)
         self.spec_augmenter = (
-            SpecAugment(time_drop_width=64, time_stripes=2, freq_drop_width=8, freq_stripes=2)
+            SpecAugment(time_mask_width=64, time_masks=2, freq_mask_width=8, freq_masks=2, fill="zero")
             if spec_augment
             else nn.Identity()
         )
@@ -212,8 +174,7 @@ class PANNsCNN(LogMelModel):
         self.fc1 = nn.Linear(cin, embed_dim)
         # The published AudioSet head sees the embedding without dropout; the published
         # transfer models put p=0.5 there. 0.0 keeps the AudioSet recipe.
-        self.head_dropout = nn.Dropout(head_dropout)
-        self.fc_audioset = nn.Linear(embed_dim, num_classes)
+        self.fc_audioset = ClassifierHead(embed_dim, num_classes, head_dropout)
         _init_conv_or_linear(self.fc1)
         _init_conv_or_linear(self.fc_audioset)
 
@@ -229,28 +190,29 @@ class PANNsCNN(LogMelModel):
                     child.eval()
         return self
 
-    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> clip embedding ``(batch, embed_dim)`` (``fc1`` + ReLU)."""
+    @property
+    def head(self) -> nn.Module:
+        """The classifier, ``fc_audioset`` (the published name)."""
+        return self.fc_audioset
+
+    def check_input(self, waveform: torch.Tensor) -> None:
         if waveform.dim() != 2:
             raise ValueError(f"expected a waveform batch (batch, samples), got {tuple(waveform.shape)}")
-        # the frame count is read off the log-mel map, not computed from the frontend's
-        # settings: the frontend may be swapped (e.g. for a features input on export)
-        x = self.mel_map(waveform)  # (B, 1, T, n_mels)
+
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> clip embedding ``(batch, embed_dim)``
+        (``fc1`` + ReLU). ``forward`` returns logits (no sigmoid)."""
+        x = self.normalize_bins(spec)  # (B, 1, T, n_mels)
         frames = x.shape[2]
         if frames < self.min_frames:
             raise ValueError(
-                f"input of {waveform.shape[1]} samples gives {frames} frames; "
-                f"the pooling needs at least {self.min_frames}"
+                f"the input gives {frames} frames; the pooling needs at least {self.min_frames}"
             )
         x = self.spec_augmenter(x)
         for i in range(1, self.num_blocks + 1):
             x = getattr(self, f"conv_block{i}")(x)  # (B, C, T', F')
         x = self.pool_dropout(freq_mean_time_mean_max(x))
         return torch.relu(self.fc1(x))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> logits ``(batch, num_classes)`` (no sigmoid)."""
-        return self.fc_audioset(self.head_dropout(self.embed(waveform)))
 
     # --- checkpoint import ----------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.models.bundle import is_bundle, model_from_bundle
 from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
 from audioclf.models.registry import create_model, get_model_info, list_models
@@ -105,7 +106,7 @@ def list_pretrained() -> list[str]:
 
 def get_pretrained(name: str) -> PretrainedEntry:
     if name not in _CATALOG:
-        raise KeyError(f"unknown pretrained model {name!r}; catalog: {', '.join(_CATALOG)}")
+        raise ConfigError(f"unknown pretrained model {name!r}; catalog: {', '.join(_CATALOG)}")
     return _CATALOG[name]
 
 

@@ -1,11 +1,14 @@
 """The model registry: ``@register_model`` on small variant functions, ``create_model`` to build.
 
-The contract every registered model keeps (see DESIGN.md):
+The contract every registered model keeps (see docs/architecture.md):
 
 * ``forward(waveform)`` takes ``(batch, samples)`` float32 at ``model.sample_rate`` and
-  returns logits ``(batch, num_classes)``.
-* The frontend (log-mel, fbank, or none for raw-waveform models) is a submodule of the
-  model, so training and inference cannot drift apart.
+  returns logits ``(batch, num_classes)``; it is
+  ``head(forward_features(frontend(waveform)))``.
+* ``frontend`` (log-mel, Kaldi fbank, or ``nn.Identity`` for raw-waveform models) is a
+  submodule of the model, so training and inference cannot drift apart;
+  ``forward_features(spec)`` maps its output to the embedding ``(batch, embed_dim)``,
+  ``head`` maps that to logits, and ``embed(waveform)`` is the embedding.
 * Attributes ``sample_rate`` (int), ``clip_samples`` (int: the clip length the model is
   built or trained for; fixed-length models reject other lengths) and ``num_classes``.
 * ``head_prefixes`` (tuple of state-dict key prefixes): the classification head, which
@@ -26,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from audioclf.errors import ConfigError
+from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +63,20 @@ class ModelInfo:
     requires: tuple[str, ...] = ()
 
 
-class _Registry:
-    """Name -> ModelInfo. An object, not a module-level dict, so tests can make their own."""
-
-    def __init__(self) -> None:
-        self._models: dict[str, ModelInfo] = {}
-        self._loaded = False
-
-    def add(self, info: ModelInfo) -> None:
-        if info.name in self._models and self._models[info.name].fn is not info.fn:
-            raise ValueError(f"model {info.name!r} is registered twice")
-        self._models[info.name] = info
-
-    def _load_families(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for module in _FAMILY_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as err:
-                # A family module that is not written yet, or whose own optional import
-                # is missing, must not hide the others.
-                if err.name and err.name.startswith("audioclf.models."):
-                    log.debug("model family %s not available: %s", module, err)
-                else:
-                    raise
-
-    def get(self, name: str) -> ModelInfo:
-        self._load_families()
-        if name not in self._models:
-            from audioclf.text import did_you_mean
-
-            known = ", ".join(sorted(self._models)) or "(none)"
-            raise KeyError(f"unknown model {name!r};{did_you_mean(name, self._models)} registered models: {known}")
-        return self._models[name]
-
-    def names(self) -> list[str]:
-        self._load_families()
-        return sorted(self._models)
+def _load_families() -> None:
+    for module in _FAMILY_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            # A family module that is not written yet, or whose own optional import
+            # is missing, must not hide the others.
+            if err.name and err.name.startswith("audioclf.models."):
+                log.debug("model family %s not available: %s", module, err)
+            else:
+                raise
 
 
-REGISTRY = _Registry()
+REGISTRY: Registry[ModelInfo] = Registry("model", loader=_load_families)
 
 
 def register_model(
@@ -129,7 +107,7 @@ def register_model(
             clip_seconds=clip_seconds,
             requires=requires,
         )
-        REGISTRY.add(info)
+        REGISTRY.add(info.name, info)
         return f
 
     return wrap(fn) if fn is not None else wrap
@@ -137,7 +115,7 @@ def register_model(
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Names of all registered models, sorted; ``pattern`` filters by substring."""
-    names = REGISTRY.names()
+    names = sorted(REGISTRY.names())
     return [n for n in names if pattern is None or pattern in n]
 
 
@@ -160,12 +138,16 @@ def create_model(
     """
     info = REGISTRY.get(name)
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     try:
         model = info.fn(num_classes=num_classes, **overrides)
     except TypeError as err:
-        raise TypeError(f"bad settings for model {name!r}: {err} (docs/models.md lists each model's settings)") from err
-    for attr in ("sample_rate", "clip_samples", "num_classes"):
+        # only a setting the variant does not take is the config's fault; any other
+        # TypeError raised while building is a bug and keeps its traceback
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise ConfigError(f"bad settings for model {name!r}: {err} (docs/models.md lists each model's settings)") from err
+    for attr in ("sample_rate", "clip_samples", "num_classes", "frontend", "forward_features", "head"):
         if not hasattr(model, attr):
             raise TypeError(f"model {name!r} does not set the contract attribute {attr!r}")
     if pretrained is not None:

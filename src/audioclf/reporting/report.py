@@ -339,6 +339,7 @@ def build_report(
     title: str | None = None,
     model: str | None = None,
     offline: bool = False,
+    evaluate: Callable[..., dict[str, Any]] | None = None,
 ) -> Report:
     """Render the report of ``target`` (a run directory or a checkpoint, or any model source:
     a published file, a catalog name, ``hf:ORG/REPO``; ``model``/``offline`` as for
@@ -346,7 +347,9 @@ def build_report(
 
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
-    (or ``fold``) for per-class figures; otherwise ``evaluation.json`` of the run is used
+    (or ``fold``) for per-class figures, with ``evaluate(model, info, store, split=...,
+    fold=..., per_class=True) -> metrics`` (default: audioclf.training.evaluate's
+    ``evaluate_model``, imported only then); otherwise ``evaluation.json`` of the run is used
     when present, else the store named in the run's ``config.yaml`` (its test split or
     fold) when it is still there.
     """
@@ -377,10 +380,11 @@ def build_report(
     if files.metrics_json is not None:
         ctx.test_metrics = read_json(files.metrics_json)
     if store is not None:
-        from audioclf.training.evaluate import evaluate_model
+        if evaluate is None:  # the one use of the training package here, only when a store is scored
+            from audioclf.training.evaluate import evaluate_model as evaluate
 
         assert ctx.classifier is not None
-        ctx.evaluation = evaluate_model(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)
+        ctx.evaluation = evaluate(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)
         ctx.evaluation["store"] = str(store)
     elif files.evaluation_json is not None:
         ctx.evaluation = read_json(files.evaluation_json)

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from audioclf.config import Config, ConfigError, ModelConfig, apply_overrides, validate_config
+from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class StoreKind:
 
 
 # Checked in registration order; the first that matches names the recipe file.
-_KINDS: dict[str, StoreKind] = {}
+_KINDS: Registry[StoreKind] = Registry("store kind")
 
 
 def register_store_kind(name: str, description: str) -> Callable[[Callable[[StoreFacts], bool]], Callable]:
@@ -74,9 +75,7 @@ def register_store_kind(name: str, description: str) -> Callable[[Callable[[Stor
     ``configs/defaults/<name>.yaml``."""
 
     def wrap(fn: Callable[[StoreFacts], bool]) -> Callable[[StoreFacts], bool]:
-        if name in _KINDS:
-            raise ValueError(f"store kind {name!r} is registered twice")
-        _KINDS[name] = StoreKind(name, description, fn)
+        _KINDS.add(name, StoreKind(name, description, fn))
         return fn
 
     return wrap
@@ -110,7 +109,7 @@ INGREDIENTS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def list_default_recipes() -> list[str]:
-    return list(_KINDS)
+    return _KINDS.names()
 
 
 def defaults_dir() -> Path:
@@ -122,7 +121,7 @@ def defaults_dir() -> Path:
 def read_default_recipe(name: str) -> dict[str, Any]:
     """The settings of default recipe ``name`` as a nested dict."""
     if name not in _KINDS:
-        raise ConfigError(f"recipe: unknown default recipe {name!r}; choose auto, none or one of {', '.join(_KINDS)}")
+        raise ConfigError(f"recipe: unknown default recipe {name!r}; choose auto, none or one of {', '.join(_KINDS.names())}")
     path = defaults_dir() / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"recipe: default recipe file {path} is missing from the installation")
@@ -133,7 +132,7 @@ def read_default_recipe(name: str) -> dict[str, Any]:
 
 
 def choose_store_kind(facts: StoreFacts) -> StoreKind:
-    return next(k for k in _KINDS.values() if k.matches(facts))
+    return next(k for _, k in _KINDS.items() if k.matches(facts))
 
 
 @dataclass
@@ -232,10 +231,10 @@ def resolve_recipe(user: dict[str, Any], default: str = "none") -> tuple[dict[st
         kind = choose_store_kind(facts)
         reason = f"{kind.description}; this store's median clip: {facts.median_seconds:.2f} s"
     elif spec in _KINDS:
-        kind = _KINDS[spec]
+        kind = _KINDS.get(spec)
         reason = "named in the config"
     else:
-        raise ConfigError(f"recipe: unknown value {spec!r}; choose auto, none or one of {', '.join(_KINDS)}")
+        raise ConfigError(f"recipe: unknown value {spec!r}; choose auto, none or one of {', '.join(_KINDS.names())}")
     settings = read_default_recipe(kind.name)
     fits = _store_fits(facts, user) if facts is not None else {}
     base = apply_overrides(copy.deepcopy(settings), [f"{k}={v}" for k, v in fits.items()])

@@ -1,8 +1,9 @@
 """``ClassificationTask``: the one LightningModule for single- and multi-label training.
 
-It owns what happens to a batch on the device: label-mixing augmentation, the model
-(frontend included, with spectrogram augmentation hooked onto the frontend's output), the
-loss, optional EMA weights, the metrics, and the optimiser/scheduler. The training loop
+It owns what happens to a batch on the device, in the order of ``training_step``:
+label mixing of waveforms, the model's frontend, spectrogram mixing and masking, the
+model's features and head, the loss; then optional EMA weights, the metrics, and the
+optimiser/scheduler. The training loop
 (precision, accumulation, clipping, devices, checkpointing) is Lightning's.
 Its checkpoints are audioclf bundles: the extra ``"audioclf"`` entry holds everything
 inference needs to rebuild the model without the config or the store. They also hold
@@ -31,12 +32,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from audioclf.config import OptimConfig, TaskConfig
-from audioclf.errors import TrainingError
+from audioclf.errors import ConfigError, TrainingError
+from audioclf.models.bundle import bundle_info, write_bundle
 from audioclf.training.metrics import build_metrics, metric_values, monitor_metric
 
 log = logging.getLogger(__name__)
-
-BUNDLE_VERSION = 1
 
 
 class EmaAverage:
@@ -100,7 +100,7 @@ class ClassificationTask(L.LightningModule):
         if multi_label and self.loss_kind == "ce":
             raise ValueError("task.loss=ce cannot train a multi-label dataset; use bce")
         self.mixer = self._build_mixer()
-        self._install_spec_augment()
+        self.spec_augment = self._build_spec_augment()
         self.ema_model: nn.Module | None = None
         self._ema_fn: EmaAverage | None = None
         if self.task_cfg.ema_decay:
@@ -128,40 +128,24 @@ class ClassificationTask(L.LightningModule):
         mix = self.task_cfg.mix
         if not mix.methods:
             return None
-        from audioclf.data.augment import BatchMixer
+        from audioclf.training.mixing import BatchMixer
 
         seed = int(self.config.get("seed", 0)) if self.config else 0
         return BatchMixer(dict(mix.methods), alpha=mix.alpha, mix_ratio=mix.mix_ratio, epoch_mix=mix.epoch_mix, seed=seed)
 
-    def _install_spec_augment(self) -> None:
-        """Hook spectrogram-domain work onto the frontend's output ``(B, frames, bins)``:
-        SpecAugment/DropBlock masks, and mixing methods that need a spectrogram (freqmix).
-        A hook rather than a model change, so every log-mel model gets them unchanged."""
+    def _build_spec_augment(self) -> nn.Module | None:
+        """Spectrogram-domain work needs a frontend that makes a spectrogram: masks
+        (``task.spec_augment``) and mixing methods defined on spectrograms (freqmix)."""
         spec = self.task_cfg.spec_augment
-        self.spec_augment: nn.Module | None = None
-        self._pending_targets: torch.Tensor | None = None
         needs_spec_mix = self.mixer is not None and self.mixer.needs_spectrogram
-        if not spec and not needs_spec_mix:
-            return
-        frontend = getattr(self.model, "frontend", None)
-        if frontend is None:
+        if (spec or needs_spec_mix) and isinstance(getattr(self.model, "frontend", None), nn.Identity):
             what = "task.spec_augment" if spec else "task.mix methods on spectrograms (freqmix)"
-            raise ValueError(f"{what} need a spectrogram model; {self.model_name} has no frontend")
-        if spec:
-            from audioclf.data.augment import build_spec_augment
+            raise ConfigError(f"{what} need a spectrogram model; {self.model_name} reads the waveform (no frontend)")
+        if not spec:
+            return None
+        from audioclf.training.spec_augment import build_spec_augment
 
-            self.spec_augment = build_spec_augment(dict(spec))
-
-        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-            if not self.training:
-                return output
-            if self._pending_targets is not None:
-                output, self._pending_targets = self.mixer.mix_spectrogram(output, self._pending_targets, self.current_epoch)
-            if self.spec_augment is not None:
-                output = self.spec_augment(output)
-            return output
-
-        frontend.register_forward_hook(hook)
+        return build_spec_augment(dict(spec))
 
     # -- forward and loss ---------------------------------------------------------------
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -184,19 +168,19 @@ class ClassificationTask(L.LightningModule):
         return F.cross_entropy(logits, target, label_smoothing=self.task_cfg.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """waveform mixing -> frontend -> spectrogram mixing and masking -> features ->
+        head -> loss. Mixing turns the targets into soft ``(B, C)`` ones."""
         wave, target = batch
-        if self.mixer is not None:
-            soft = self._soft_targets(target)
-            if self.mixer.needs_spectrogram:
-                # the frontend hook mixes the spectrogram and leaves the mixed targets here
-                self._pending_targets = soft
-                logits = self.model(wave)
-                target, self._pending_targets = self._pending_targets, None
-            else:
-                wave, target = self.mixer(wave, soft, epoch=self.current_epoch)
-                logits = self.model(wave)
-        else:
-            logits = self.model(wave)
+        model = self.model
+        mix_spectrogram = self.mixer is not None and self.mixer.needs_spectrogram
+        if self.mixer is not None and not mix_spectrogram:
+            wave, target = self.mixer(wave, self._soft_targets(target), epoch=self.current_epoch)
+        spec = model.frontend(wave)
+        if mix_spectrogram:
+            spec, target = self.mixer.mix_spectrogram(spec, self._soft_targets(target), self.current_epoch)
+        if self.spec_augment is not None:
+            spec = self.spec_augment(spec)
+        logits = model.head(model.forward_features(spec))
         loss = self.loss_fn(logits, target)
         # before the backward pass: a non-finite loss would make every weight NaN, and
         # Lightning would go on training (and checkpointing) a model that predicts nothing
@@ -356,23 +340,16 @@ class ClassificationTask(L.LightningModule):
 
     # -- the checkpoint bundle ----------------------------------------------------------
     def bundle_info(self) -> dict[str, Any]:
-        m = self.model
-        return {
-            "bundle_version": BUNDLE_VERSION,
-            "model": self.model_name,
-            "model_settings": self.model_settings,
-            "num_classes": len(self.label_names),
-            "label_names": self.label_names,
-            "task": "multi_label" if self.multi_label else "single_label",
-            "sample_rate": int(m.sample_rate),
-            "clip_samples": int(self.clip_samples),
-            "weights": "ema" if self.ema_model is not None else "model",
-            "config": self.config,
-        }
+        """What this run's checkpoints hold for inference (see :mod:`audioclf.models.bundle`)."""
+        return bundle_info(
+            model_name=self.model_name, model_settings=self.model_settings, label_names=self.label_names,
+            multi_label=self.multi_label, sample_rate=int(self.model.sample_rate), clip_samples=self.clip_samples,
+            ema=self.ema_model is not None, config=self.config,
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_finite_weights()  # raised before the file is written
-        checkpoint["audioclf"] = self.bundle_info()
+        write_bundle(checkpoint, self.bundle_info())
         if self.mixer is not None:
             # so a resumed run draws the same mixing decisions as an uninterrupted one
             checkpoint["mixer_rng"] = self.mixer.rng.bit_generator.state
@@ -506,8 +483,8 @@ def main_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's main blocks: the outermost modules that hold parameters and submodules
     and either repeat (their class occurs more than once) or are items of a
     ``Sequential``/``ModuleList`` (a stack of layers). Plain containers are looked into,
-    not taken; the frontend (and anything holding it) never is a block, so spectrogram
-    hooks run once per forward. Works on any model without it naming its blocks."""
+    not taken; the frontend (and anything holding it) never is a block: it has no
+    activations worth recomputing. Works on any model without it naming its blocks."""
     counts = Counter(type(m) for m in model.modules())
     frontend = getattr(model, "frontend", None)
     blocks: list[tuple[str, nn.Module]] = []

@@ -53,6 +53,7 @@ from audioclf.training.distributed import (
 )
 from audioclf.training.loader import TrainLoader, _LoaderProgress, _SkippingSampler
 from audioclf.training.metrics import monitor_metric
+from audioclf.training.plugins import build_loggers, import_callbacks
 from audioclf.training.task import ClassificationTask
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,8 @@ def train(
     speed_up_model(model, compile=t.compile, channels_last=t.channels_last)
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
-    cbs: list[L.Callback] = [shared_dir, *checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or [])]
+    cbs: list[L.Callback] = [shared_dir, *checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or []),
+                             *import_callbacks(t.callbacks)]
     if t.progress_bar:
         cbs.append(_EpochBar())
     if t.early_stopping_patience:
@@ -417,7 +419,7 @@ def train(
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
-        logger=L.pytorch.loggers.CSVLogger(save_dir=str(run_dir), name="", version=""),
+        logger=build_loggers(t.loggers, run_dir, config.name),
         callbacks=cbs,
         num_sanity_val_steps=0,
     )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from audioclf.audio.io import load_audio, resample
+from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -155,55 +156,27 @@ def _type_name(t: type | tuple[type, ...]) -> str:
     return t.__name__
 
 
-class _Registry:
-    def __init__(self) -> None:
-        self._sources: dict[str, type[DatasetSource]] = {}
-        self._loaded = False
-
-    def add(self, cls: type[DatasetSource]) -> None:
-        name = cls.info.name
-        if name in self._sources and self._sources[name] is not cls:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        self._sources[name] = cls
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for module in _DATASET_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as err:
-                if err.name and err.name.startswith("audioclf.data.catalog."):
-                    log.debug("dataset module %s not available: %s", module, err)
-                else:
-                    raise
-
-    def get(self, name: str) -> type[DatasetSource]:
-        self._load()
-        if name not in self._sources:
-            from audioclf.text import did_you_mean
-
-            raise KeyError(
-                f"unknown dataset {name!r};{did_you_mean(name, self._sources)} catalog: {', '.join(sorted(self._sources))}"
-            )
-        return self._sources[name]
-
-    def names(self) -> list[str]:
-        self._load()
-        return sorted(self._sources)
+def _load_datasets() -> None:
+    for module in _DATASET_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("audioclf.data.catalog."):
+                log.debug("dataset module %s not available: %s", module, err)
+            else:
+                raise
 
 
-REGISTRY = _Registry()
+REGISTRY: Registry[type[DatasetSource]] = Registry("dataset", loader=_load_datasets)
 
 
 def register_dataset(cls: type[DatasetSource]) -> type[DatasetSource]:
-    REGISTRY.add(cls)
-    return cls
+    """Class decorator: register a catalog entry under ``cls.info.name``."""
+    return REGISTRY.add(cls.info.name, cls)
 
 
 def list_datasets() -> list[str]:
-    return REGISTRY.names()
+    return sorted(REGISTRY.names())
 
 
 def get_source_class(name: str) -> type[DatasetSource]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DropBlock2d"]
+__all__ = ["DropBlock2d", "RandomDropBlock"]
 
 
 class DropBlock2d(nn.Module):
@@ -96,3 +96,36 @@ class DropBlock2d(nn.Module):
         # everything was dropped, return zeros instead of dividing by zero.
         scale = mask.numel() / kept.clamp_min(1.0)
         return x * mask * scale
+
+
+class RandomDropBlock(nn.Module):
+    """:class:`DropBlock2d` applied to each example with probability ``p`` (training only).
+
+    The one per-example DropBlock: the block-spec networks use it between blocks and
+    ``task.spec_augment.dropblock`` on the log-mel. Dropped cells are 0 and kept cells
+    are rescaled, as in the paper, so it suits zero-mean (normalised) inputs. Only the
+    chosen examples go through DropBlock, so its renormalisation is computed over them
+    alone. ``(B, T, F)`` or ``(B, C, T, F)`` in, the same shape out.
+    """
+
+    def __init__(self, p: float, drop_prob: float, block_size: tuple[int, int] | int) -> None:
+        super().__init__()
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomDropBlock: p must be in [0, 1], got {p}")
+        self.p = p
+        self.dropblock = DropBlock2d(drop_prob, block_size)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        y = x.unsqueeze(1) if x.dim() == 3 else x
+        chosen = torch.rand(y.shape[0], device=y.device) < self.p
+        if not bool(chosen.any()):
+            return x
+        out = y.clone()
+        out[chosen] = self.dropblock(y[chosen])
+        return out.view_as(x)

@@ -1,7 +1,9 @@
 """Input stages shared by several model families.
 
 * :class:`LogMelModel`: the base class of the log-mel CNNs (PANNs, the block-spec network,
-  the baselines). It sets the model contract attributes and owns the log-mel frontend and
+  the baselines). It sets the model contract attributes (``frontend``, then each subclass's
+  ``forward_features`` and ``head``; ``forward`` and ``embed`` are composed here) and owns
+  the log-mel frontend and
   the per-bin batch norm, as the model's own ``frontend`` and ``bn0`` attributes: published
   PANNs checkpoints and audioclf checkpoints name them ``frontend.*`` and ``bn0.*``, so they
   are not wrapped in a submodule of their own (which would prefix their state-dict keys).
@@ -50,15 +52,45 @@ class LogMelModel(nn.Module):
             # normalise each mel bin with running statistics: log-mel levels vary by dataset
             self.bn0 = nn.BatchNorm2d(n_mels)
 
-    def mel_map(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> log-mel map ``(batch, 1, frames, n_mels)``, each mel bin
-        normalised by ``bn0`` (models built with ``bn0=True``; without it, the log-mel as is)."""
-        x = self.frontend(waveform).unsqueeze(1)  # (B, 1, T, F)
+    def normalize_bins(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` -> map ``(batch, 1, frames, n_mels)``, each
+        mel bin normalised by ``bn0`` (models built with ``bn0=True``; without it, as is)."""
+        x = spec.unsqueeze(1)  # (B, 1, T, F)
         bn0 = getattr(self, "bn0", None)
         if bn0 is None:
             return x
         # the mel bins become the channels of bn0, then go back
         return bn0(x.transpose(1, 3)).transpose(1, 3)
+
+    def mel_map(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples)`` -> :meth:`normalize_bins` of the frontend's log-mel."""
+        return self.normalize_bins(self.frontend(waveform))
+
+    # The model contract (docs/architecture.md): frontend -> forward_features -> head.
+    # Subclasses define ``forward_features`` and ``head``.
+    def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, frames, n_mels)`` (the frontend's output) -> embedding ``(batch, embed_dim)``."""
+        raise NotImplementedError
+
+    # Set by models whose dense layers are sized for one clip length: why (the message of
+    # the ValueError :meth:`check_input` raises for another length).
+    fixed_length: str | None = None
+
+    def check_input(self, waveform: torch.Tensor) -> None:
+        """Raise a ValueError for a waveform batch the model cannot take (its message says
+        what to change)."""
+        if self.fixed_length is not None:
+            require_clip_length(self, waveform, self.fixed_length, setting="clip_seconds")
+
+    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples)`` -> clip embedding ``(batch, embed_dim)``: the head's input."""
+        self.check_input(waveform)
+        return self.forward_features(self.frontend(waveform))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """``(batch, samples)`` at ``sample_rate`` -> logits ``(batch, num_classes)``."""
+        self.check_input(waveform)
+        return self.head(self.forward_features(self.frontend(waveform)))
 
 
 def require_clip_length(
