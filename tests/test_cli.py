@@ -143,7 +143,7 @@ def test_models_listing_counts_on_the_meta_device_and_caches(tmp_path: Path, mon
 
     from audioclf.models import create_model, model_summary
 
-    monkeypatch.setenv("AUDIOCLF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLF_CACHE", str(tmp_path))
     real = create_model("cnn14", 10)
     expected = sum(p.numel() for p in real.parameters())
     s = model_summary("cnn14", 10)

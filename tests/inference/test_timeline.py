@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.audio.io import AudioDecodeError, load_audio
+from audioclf.audio.io import AudioDecodeError, load_audio, stream_audio
 from audioclf.inference.timeline import (
     Event,
     Timeline,
@@ -19,7 +19,6 @@ from audioclf.inference.timeline import (
     frame_edges,
     ranked,
     split_blocks,
-    stream_audio,
 )
 
 

@@ -119,8 +119,38 @@ def test_meta_device_summary_matches_the_real_model(name: str, tmp_path, monkeyp
     # `audioclf models` counts on the meta device: the counts must be those of the real model
     from audioclf.models import model_summary
 
-    monkeypatch.setenv("AUDIOCLF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("AUDIOCLF_CACHE", str(tmp_path))
     real = create_model(name, 7)
     meta = model_summary(name, 7)
     assert meta.params == sum(p.numel() for p in real.parameters())
     assert (meta.sample_rate, meta.clip_samples) == (real.sample_rate, real.clip_samples)
+
+
+def test_shipped_counts_are_those_of_every_registered_model() -> None:
+    # `audioclf models` lists 527-class counts from the file shipped with the package; a
+    # model whose shapes change must update it (the message prints the line to write)
+    import json
+    from pathlib import Path
+
+    import audioclf.models.registry as registry_mod
+    from audioclf.models import model_summary
+    from audioclf.models.registry import SHIPPED_SUMMARIES, get_model_info
+
+    shipped = json.loads((Path(registry_mod.__file__).parent / SHIPPED_SUMMARIES).read_text())
+    for name in list_models():
+        if not get_model_info(name).fn.__module__.startswith("audioclf."):
+            continue  # a model registered by a test or a plugin
+        s = model_summary(name, 527, use_cache=False)  # shapes on the meta device (checked above)
+        now = {"params": s.params, "sample_rate": s.sample_rate, "clip_samples": s.clip_samples}
+        assert shipped.get(name) == now, f"{SHIPPED_SUMMARIES}: {name!r} should be {json.dumps(now)}"
+
+
+def test_the_listing_uses_the_shipped_counts_at_527_classes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import audioclf.models.registry as registry_mod
+    from audioclf.models import model_summary
+
+    monkeypatch.setenv("AUDIOCLF_CACHE", str(tmp_path))
+    monkeypatch.setattr(registry_mod, "create_model", lambda *a, **k: pytest.fail("built a model"))
+    s = model_summary("cnn14", 527)  # read from the file: no model is built, nothing is cached
+    assert s.params == 80_753_615  # PANNs CNN14, as published
+    assert not (tmp_path / "model_summaries.json").exists()

@@ -45,7 +45,7 @@ from torch import nn
 from audioclf.errors import ConfigError
 from audioclf.models.bundle import is_bundle, model_from_bundle
 from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
-from audioclf.models.registry import create_model, get_model_info, list_models
+from audioclf.models.registry import cache_dir, create_model, get_model_info, list_models
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +161,6 @@ for _entry in (
     ),
 ):
     register_pretrained(_entry)
-
-
-def cache_dir() -> Path:
-    """Where catalog downloads go: ``$AUDIOCLF_CACHE``, else ``$XDG_CACHE_HOME/audioclf``,
-    else ``~/.cache/audioclf``."""
-    if os.environ.get("AUDIOCLF_CACHE"):
-        return Path(os.environ["AUDIOCLF_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "audioclf"
 
 
 def _offline(offline: bool) -> bool:

@@ -172,12 +172,31 @@ class ModelSummary:
 
 
 def cache_dir() -> Path:
-    """Where audioclf keeps small derived files: ``$AUDIOCLF_CACHE_DIR``, else
+    """Where audioclf keeps downloads and small derived files: ``$AUDIOCLF_CACHE``, else
     ``$XDG_CACHE_HOME/audioclf``, else ``~/.cache/audioclf``."""
-    if os.environ.get("AUDIOCLF_CACHE_DIR"):
-        return Path(os.environ["AUDIOCLF_CACHE_DIR"])
+    if os.environ.get("AUDIOCLF_CACHE"):
+        return Path(os.environ["AUDIOCLF_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "audioclf"
+    return Path(base).expanduser() / "audioclf"
+
+
+# Counts of the registered models at the listing's default head (527 classes, AudioSet),
+# shipped with the package so that even the first `audioclf models` imports no optional
+# extra (transformers for AST). tests/models/test_registry.py checks every entry against
+# the model itself, so the file cannot go stale unnoticed.
+SHIPPED_SUMMARIES = "assets/model_summaries.json"
+SHIPPED_CLASSES = 527
+
+
+def _shipped_summary(name: str) -> dict[str, int] | None:
+    import json
+
+    try:
+        table = json.loads((Path(__file__).parent / SHIPPED_SUMMARIES).read_text())
+    except (OSError, ValueError):
+        return None
+    entry = table.get(name)
+    return entry if isinstance(entry, dict) else None
 
 
 def _summary_key(info: ModelInfo, num_classes: int) -> str:
@@ -199,7 +218,8 @@ def model_summary(name: str, num_classes: int = 527, *, build: bool = False, use
     weight initialisation; milliseconds for CNN14) and the result is cached in
     :func:`cache_dir` by name, class count and the model file's stamp, so listing the zoo
     skips even the import of optional extras (``transformers``) once it has been listed
-    before. ``build=True`` builds the model for real (checks that it constructs; slow)
+    before; at the default 527 classes the counts shipped with the package
+    (``SHIPPED_SUMMARIES``) are used, so the first listing is as fast. ``build=True`` builds the model for real (checks that it constructs; slow)
     and neither reads nor writes the cache.
     """
     import json
@@ -207,6 +227,8 @@ def model_summary(name: str, num_classes: int = 527, *, build: bool = False, use
     import torch
 
     info = REGISTRY.get(name)
+    if use_cache and not build and num_classes == SHIPPED_CLASSES and (c := _shipped_summary(name)):
+        return ModelSummary(name, num_classes, int(c["params"]), int(c["sample_rate"]), int(c["clip_samples"]))
     key = _summary_key(info, num_classes)
     path = cache_dir() / "model_summaries.json"
     cache: dict[str, Any] = {}
