@@ -67,9 +67,9 @@ def main() -> None:
     env = _env(args.src)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, wav = _make_inputs(Path(tmp), args.src)
-        probe = ("import sys, runpy; sys.argv = ['audioclf', 'predict', %r, %r]\n"
+        probe = (f"import sys, runpy; sys.argv = ['audioclf', 'predict', {str(ckpt)!r}, {str(wav)!r}]\n"
                  "try:\n    runpy.run_module('audioclf.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-                 "print('HEAVY', sorted(m for m in ('lightning', 'torchmetrics') if m in sys.modules))") % (str(ckpt), str(wav))
+                 "print('HEAVY', sorted(m for m in ('lightning', 'torchmetrics') if m in sys.modules))")
         heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout
         heavy = heavy.split("HEAVY", 1)[1].strip() if "HEAVY" in heavy else "?"
         torch_s, predict_s = [], []
