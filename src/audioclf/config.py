@@ -222,21 +222,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def read_config_file(path: str | Path | None) -> dict[str, Any]:
+    """A YAML recipe file as a nested dict (``{}`` for None); every error names the file."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is a directory, not a YAML config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML recipe (or start from the defaults), apply overrides, validate."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        if not path.is_file():
-            raise ConfigError(f"{path}: is a directory, not a YAML config file")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
-            raise ConfigError(f"{path}: not valid YAML ({type(err).__name__}: {err})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    raw = read_config_file(path)
     apply_overrides(raw, list(overrides or []))
     return validate_config(raw, source=str(path) if path else "config")
 

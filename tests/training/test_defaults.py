@@ -145,3 +145,16 @@ def test_cli_train_prints_the_choice(stores: dict[str, Path], tmp_path: Path, ca
                  "trainer.progress_bar=false", "data.batch_size=4"]) == 0
     err = capsys.readouterr().err
     assert "default recipe: short_clips" in err and "turn off with" in err
+
+
+@pytest.mark.parametrize("text", [b"data:\n  store: \"\xff\xfe\"\n", b"a: &x [*x]\n"], ids=["non-utf8", "recursive-alias"])
+def test_train_reads_recipes_as_strictly_as_load_config(tmp_path: Path, text: bytes,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # `train` and `cv` load recipes through load_train_config: a damaged file must be the
+    # same one-line error naming it (exit 2), never a traceback
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_bytes(text)
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_train_config(recipe)
+    assert main(["train", str(recipe)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err

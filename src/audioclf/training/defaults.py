@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from audioclf.config import Config, ConfigError, ModelConfig, apply_overrides, validate_config
+from audioclf.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    apply_overrides,
+    read_config_file,
+    validate_config,
+)
 from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -245,20 +252,7 @@ def resolve_recipe(user: dict[str, Any], default: str = "none") -> tuple[dict[st
 
 def read_recipe_file(path: str | Path | None) -> dict[str, Any]:
     """A YAML recipe file as a nested dict (``{}`` for None); errors name the file."""
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
-    if not path.is_file():
-        raise ConfigError(f"{path}: is a directory, not a YAML config file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    return raw
+    return read_config_file(path)
 
 
 def load_train_config(
