@@ -306,7 +306,7 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        tracking_send = _SendTracker(send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -317,15 +317,10 @@ class BodySizeLimit:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLarge:
-            if started:
+            if tracking_send.started:
                 raise
             await self._drain(receive)
             await self._refuse(send)
@@ -428,6 +423,19 @@ class _TooSlow(Exception):
     pass
 
 
+class _SendTracker:
+    """``send`` for a wrapped app, remembering whether the response has started: after
+    that, a middleware can no longer answer an error with a response of its own."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class RequestDeadline:
     """ASGI middleware: a request body must arrive within ``seconds`` of the request, or
     the client gets 408 and the connection is closed (a slow upload holds a connection
@@ -443,7 +451,7 @@ class RequestDeadline:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
-        started = False
+        tracking_send = _SendTracker(send)
         body_done = False
 
         async def timed_receive() -> Message:
@@ -459,15 +467,10 @@ class RequestDeadline:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
             await self.app(scope, timed_receive, tracking_send)
         except _TooSlow:
-            if started:
+            if tracking_send.started:
                 raise
             log.info("closing a request whose body did not arrive within %g s", self.seconds)
             response = JSONResponse({"detail": f"request body not received within {self.seconds:g} s"}, status_code=408,
