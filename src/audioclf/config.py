@@ -92,6 +92,11 @@ class OptimConfig(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW moment decay rates")
     amsgrad: bool = Field(False, description="Adam/AdamW AMSGrad variant (PANNs trains with it)")
+    fused: bool | None = Field(
+        None,
+        description="one fused kernel for the whole optimiser step (the same update, several times faster "
+        "than the per-parameter loop); default: on where torch has it (CPU and CUDA), off under FSDP",
+    )
     layer_lr: dict[str, float] = Field(default_factory=dict, description="parameter-name prefix -> lr multiplier")
     scheduler: Literal["none", "cosine", "onecycle", "plateau"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)

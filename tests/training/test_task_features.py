@@ -80,6 +80,44 @@ def test_optimiser_from_config(name: str, cls: type) -> None:
         assert g["lr"] == pytest.approx(0.03 if is_head else 0.01)
 
 
+@pytest.mark.parametrize(("name", "setting", "want"), [
+    ("adamw", None, True), ("sgd", None, True), ("adamw", False, False), ("adam", True, True),
+])
+def test_optimiser_is_fused_by_default_and_on_request(name: str, setting: bool | None, want: bool) -> None:
+    over = [f"optim.name={name}", "optim.scheduler=none"] + ([f"optim.fused={str(setting).lower()}"] if setting is not None else [])
+    cfg = load_config(None, over)
+    model = create_model("cnn_lite", 3, channels=(4,))
+    task = ClassificationTask(model, model_name="cnn_lite", model_settings={}, label_names=list("abc"), multi_label=False,
+                              clip_samples=16000, optim=cfg.optim)
+    assert bool(task.configure_optimizers().defaults["fused"]) is want
+
+
+def test_fused_step_is_torchs_update() -> None:
+    # the fused kernel against torch's per-parameter loop: three steps of AdamW with weight
+    # decay and amsgrad over the same gradients give the same weights
+    cfg = load_config(None, ["optim.scheduler=none", "optim.amsgrad=true", "optim.weight_decay=0.1", "optim.lr=0.01"])
+    torch.manual_seed(0)
+    model = create_model("cnn_lite", 3, channels=(4,))
+    plain = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+    start = [p.detach().clone() for p in plain]
+    task = ClassificationTask(model, model_name="cnn_lite", model_settings={}, label_names=list("abc"), multi_label=False,
+                              clip_samples=16000, optim=cfg.optim)
+    fused = task.configure_optimizers()
+    groups = [{"params": [plain[i] for i, p in enumerate(model.parameters()) for q in g["params"] if q is p],
+               "weight_decay": g["weight_decay"]} for g in fused.param_groups]
+    loop = torch.optim.AdamW(groups, lr=0.01, amsgrad=True, foreach=False)
+    for step in range(3):
+        for i, (p, q) in enumerate(zip(model.parameters(), plain, strict=True)):
+            p.grad = torch.full_like(p, 0.1 * (i + 1) * (-1) ** step)
+            q.grad = p.grad.clone()
+        fused.step()
+        loop.step()
+    assert fused.defaults["fused"]
+    for p, q, p0 in zip(model.parameters(), plain, start, strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), atol=1e-7, rtol=1e-6)
+        assert not torch.equal(p.detach(), p0)  # the weights really moved
+
+
 # --- schedulers ---------------------------------------------------------------------------
 
 
@@ -229,6 +267,29 @@ def test_non_finite_loss_stops_training_naming_the_step_and_the_learning_rate(st
     for ckpt in (tmp_path / "runs").glob("*/checkpoints/*.ckpt"):
         weights = torch.load(ckpt, weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), ckpt
+
+
+def test_on_an_accelerator_the_finite_loss_flag_is_read_once_per_logging_interval(monkeypatch) -> None:
+    # no per-step host sync: the flags of 3 steps are gathered and read at the third one
+    from audioclf.errors import TrainingError
+
+    model = create_model("cnn_lite", 3, channels=(4,))
+    task = ClassificationTask(model, model_name="cnn_lite", model_settings={}, label_names=list("abc"), multi_label=False,
+                              clip_samples=16000)
+    monkeypatch.setattr(task, "_finite_check_every", lambda device: 3)
+    reads = []
+    real_bool = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: reads.append(1) or real_bool(t))
+    step = [0]
+    monkeypatch.setattr(ClassificationTask, "global_step", property(lambda self: step[0]))
+    task._check_finite_loss(torch.tensor(1.0), 0)  # step 0: gathered
+    step[0] = 1
+    task._check_finite_loss(torch.tensor(float("nan")), 1)  # step 1: gathered, not read yet
+    assert reads == []
+    step[0] = 2
+    with pytest.raises(TrainingError, match=r"training loss is 2\.0 by step 2 .*checked every 3 steps"):
+        task._check_finite_loss(torch.tensor(2.0), 2)  # step 2: read, and the NaN of step 1 is found
+    assert len(reads) == 1
 
 
 def test_weights_that_overflow_at_the_last_step_are_never_checkpointed(store, tmp_path) -> None:

@@ -120,6 +120,7 @@ class ClassificationTask(L.LightningModule):
         self.val_loss = _mean_metric()
         self._train_loss_sum = 0.0
         self._train_batches = 0
+        self._finite_since: torch.Tensor | None = None
         self.last_val_metrics: dict[str, Any] = {}
         self.last_test_metrics: dict[str, Any] = {}
 
@@ -182,16 +183,41 @@ class ClassificationTask(L.LightningModule):
             spec = self.spec_augment(spec)
         logits = model.head(model.forward_features(spec))
         loss = self.loss_fn(logits, target)
-        # before the backward pass: a non-finite loss would make every weight NaN, and
-        # Lightning would go on training (and checkpointing) a model that predicts nothing
-        if not bool(torch.isfinite(loss.detach())):
-            raise TrainingError(f"training loss is {float(loss.detach())} at step {self.global_step} "
-                                f"(epoch {self.current_epoch}, batch {batch_idx}); {self._likely_cause()}")
+        self._check_finite_loss(loss.detach(), batch_idx)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=wave.shape[0])
         # a tensor sum: float() here would wait for the device on every step
         self._train_loss_sum = self._train_loss_sum + loss.detach()
         self._train_batches += 1
         return loss
+
+    def _check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """A non-finite loss would make every weight NaN, and Lightning would go on training
+        (and checkpointing) a model that predicts nothing. Reading the flag waits for the
+        device, so on an accelerator the flags of ``trainer.log_every_n_steps`` steps are
+        gathered on the device and read together (the step is then named as a range); on
+        the CPU, where reading costs nothing, every step is checked before its backward
+        pass. Checkpoints are guarded either way (:meth:`_check_finite_weights`)."""
+        finite = torch.isfinite(loss)
+        self._finite_since = finite if self._finite_since is None else self._finite_since & finite
+        every = self._finite_check_every(loss.device)
+        last_batch = self._trainer is not None and batch_idx + 1 >= self.trainer.num_training_batches
+        if (self.global_step + 1) % every and not last_batch:
+            return
+        ok, self._finite_since = bool(self._finite_since), None
+        if not ok:
+            if every == 1:
+                what = (f"training loss is {float(loss)} at step {self.global_step} (epoch {self.current_epoch}, "
+                        f"batch {batch_idx})")
+            else:
+                what = (f"training loss became non-finite by step {self.global_step} (epoch {self.current_epoch}, "
+                        f"batch {batch_idx}; checked every {every} steps)")
+            raise TrainingError(f"{what}; {self._likely_cause()}")
+
+    def _finite_check_every(self, device: torch.device) -> int:
+        """Steps between reads of the finite-loss flag: 1 on the CPU, else the logging interval."""
+        if device.type == "cpu" or self._trainer is None:
+            return 1
+        return max(1, int(self.trainer.log_every_n_steps or 1))
 
     def _likely_cause(self) -> str:
         lr = self.optim_cfg.lr
@@ -307,6 +333,19 @@ class ClassificationTask(L.LightningModule):
             per_epoch = max(1, total // max(1, trainer.max_epochs or 1))
         return total, per_epoch
 
+    def _use_fused_optimizer(self, groups: list[dict[str, Any]]) -> bool | None:
+        """``optim.fused``, or by default: fused where torch has the kernel for every
+        parameter (plain floating-point tensors on the CPU or a CUDA device). torch's own
+        default on the CPU is the per-parameter loop, which took 80 % of EAT-S's optimiser
+        time for the same update (benchmarks/RESULTS.md). Sharded (FSDP/DTensor)
+        parameters keep torch's default."""
+        if self.optim_cfg.fused is not None:
+            return self.optim_cfg.fused
+        params = [p for g in groups for p in g["params"]]
+        plain = all(type(p) is nn.Parameter and type(p.data) is torch.Tensor and p.is_floating_point()
+                    and p.device.type in ("cpu", "cuda") for p in params)
+        return True if plain else None
+
     def configure_optimizers(self) -> Any:
         cfg = self.optim_cfg
         groups = parameter_groups(self.model, cfg.weight_decay, cfg.layer_lr)
@@ -314,11 +353,13 @@ class ClassificationTask(L.LightningModule):
             raise ValueError("no trainable parameters: model.freeze covers the whole model")
         for g in groups:
             g["lr"] = cfg.lr * g.pop("lr_scale")
-        adam_kw = {"betas": tuple(cfg.betas), "amsgrad": cfg.amsgrad}
+        fused = self._use_fused_optimizer(groups)
+        adam_kw = {"betas": tuple(cfg.betas), "amsgrad": cfg.amsgrad, "fused": fused}
         optimizers: dict[str, Callable[[], torch.optim.Optimizer]] = {
             "adamw": lambda: torch.optim.AdamW(groups, lr=cfg.lr, **adam_kw),
             "adam": lambda: torch.optim.Adam(groups, lr=cfg.lr, **adam_kw),
-            "sgd": lambda: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0),
+            "sgd": lambda: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                                           fused=fused),
         }
         opt = optimizers[cfg.name]()
         if cfg.scheduler == "none":
