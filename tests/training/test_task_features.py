@@ -287,7 +287,7 @@ def test_on_an_accelerator_the_finite_loss_flag_is_read_once_per_logging_interva
     task._check_finite_loss(torch.tensor(float("nan")), 1)  # step 1: gathered, not read yet
     assert reads == []
     step[0] = 2
-    with pytest.raises(TrainingError, match=r"training loss is 2\.0 by step 2 .*checked every 3 steps"):
+    with pytest.raises(TrainingError, match=r"training loss became non-finite by step 2 .*checked every 3 steps"):
         task._check_finite_loss(torch.tensor(2.0), 2)  # step 2: read, and the NaN of step 1 is found
     assert len(reads) == 1
 
