@@ -62,6 +62,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", help="a store with folds (default: build the synthetic held-out-condition set)")
     p.add_argument("--folds", type=int, default=3, help="synthetic: folds to build; test folds to run (the first N)")
+    p.add_argument("--test-folds", type=int, help="run only the first N test folds of the store (default: all "
+                   "--folds); with --workdir, finished runs are read back")
     p.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
     p.add_argument("--clips-per-class", type=int, default=24, help="synthetic: clips per class (default 24)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -99,7 +101,7 @@ def main() -> None:
         data = (f"synthetic set, 12 classes x {a.clips_per_class} clips of 1 s, {a.folds} folds, each fold its own "
                 "condition (`-o conditions=true`)")
     s = Store(store)
-    folds = s.fold_ids()[: a.folds]
+    folds = s.fold_ids()[: a.folds][: a.test_folds]
     s.close()
     if len(folds) < 2:
         raise SystemExit(f"{store}: needs at least 2 folds, found {folds}")

@@ -429,3 +429,71 @@ def bench_reference_panns(directory: str | Path, figures: Figures, *, repeats: i
             fig = agreement(np.log(want + 1e-12), np.log(outs[rt] + 1e-12))
             figures.add("vs PANNs code", "cnn14", "int8 top-1 agreement (8 clips)", fig["top1_agreement"], "")
             figures.add("vs PANNs code", "cnn14", "int8 top-5 overlap (8 clips)", fig["top5_overlap"], "")
+
+
+def _reference_eat(directory: Path, num_classes: int, tokens: int) -> torch.nn.Module:
+    """EAT-S (``SoundNetRaw``) from a checkout of Alibaba-MIIL/AudioClassfication
+    (``modules/soundnet.py``, plain PyTorch), at the paper's EAT-S sizes."""
+    import importlib.util
+
+    src = Path(directory) / "modules" / "soundnet.py"
+    if not src.is_file():
+        raise FileNotFoundError(f"--reference {directory}: no modules/soundnet.py (an EAT checkout is expected)")
+    spec = importlib.util.spec_from_file_location("eat_reference_soundnet", src)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SoundNetRaw(nf=16, clip_length=tokens, embed_dim=128, n_layers=4, nhead=8, factors=[4, 4, 4, 4],
+                              n_classes=num_classes, dim_feedforward=512)
+
+
+def bench_reference_eat(directory: str | Path, figures: Figures, *, batch: int = 8, rounds: int = 5,
+                        num_classes: int = 50) -> None:
+    """EAT-S training steps (5.2-s clips at 22.05 kHz, ESC-50's 50 classes): the research
+    code's model with the optimiser its trainer builds (``torch.optim.AdamW``, torch's
+    default implementation) against audioclf's ``eat_s`` with the optimiser
+    :class:`~audioclf.training.task.ClassificationTask` builds from the default config,
+    from the same weights (copied by their published names) and the same batches. Steps
+    alternate; the median step time of each is kept. The forward outputs of the two models
+    (eval mode) are compared first."""
+    from audioclf.config import load_config
+    from audioclf.models import create_model
+    from audioclf.training.task import ClassificationTask
+
+    torch.manual_seed(0)
+    ours = create_model("eat_s", num_classes)
+    samples = int(ours.clip_samples)
+    ref = _reference_eat(Path(directory), num_classes, int(ours.num_tokens))
+    ours.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, samples, generator=g) * 0.1
+    y = torch.randint(0, num_classes, (batch,), generator=g)
+    ref.eval(), ours.eval()
+    with torch.no_grad():
+        diff = float((ref(x[:2].unsqueeze(1)) - ours(x[:2])).abs().max())
+    ref.train(), ours.train()
+    cfg = load_config(None, ["optim.scheduler=none", "optim.weight_decay=1e-5", "optim.lr=1e-3"])
+    task = ClassificationTask(ours, model_name="eat_s", model_settings={}, label_names=[str(i) for i in range(num_classes)],
+                              multi_label=False, clip_samples=samples, optim=cfg.optim)
+    opts = {"reference": torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=1e-5),
+            "audioclf": task.configure_optimizers()}
+    # the reference reads (B, 1, samples); its trainer's loss is plain cross-entropy
+    steps = {"reference": lambda: torch.nn.functional.cross_entropy(ref(x.unsqueeze(1)), y),
+             "audioclf": lambda: task.loss_fn(ours(x), y)}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for r in range(rounds + 1):
+        for k, loss_of in steps.items():
+            t = time.perf_counter()
+            loss = loss_of()
+            opts[k].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[k].step()
+            if r:  # the first round warms both up
+                times[k].append(time.perf_counter() - t)
+    ref_s, our_s = (float(np.median(times[k])) for k in ("reference", "audioclf"))
+    what = f"batch {batch}, {samples / 22050:.1f}-s clips"
+    figures.add("vs EAT code", "eat_s", f"reference: training clips/s ({what})", batch / ref_s, "clips/s")
+    figures.add("vs EAT code", "eat_s", f"audioclf: training clips/s ({what})", batch / our_s, "clips/s")
+    figures.add("vs EAT code", "eat_s", "audioclf / reference", ref_s / our_s, "x")
+    figures.add("vs EAT code", "eat_s", "max |logit - reference logit| (eval, 2 clips)", diff, "")
+
