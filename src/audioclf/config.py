@@ -42,8 +42,8 @@ class DataConfig(_Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        0, description="DataLoader worker processes; auto: one per core but one, at most 8, 0 on one core "
-        "(not the default yet: a DDP run resumed mid-epoch with workers is not bit-identical to an uninterrupted one)"
+        "auto", description="DataLoader worker processes per training process; auto: one per core but one, "
+        "at most 8, none on one core; 0 loads in the training process (the same batches either way)"
     )
     prefetch_factor: int = Field(4, ge=1, description="batches each worker prepares ahead")
     sampler: Literal["shuffle", "balanced"] = "shuffle"

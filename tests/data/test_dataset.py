@@ -96,6 +96,24 @@ def test_persistent_workers_see_the_epoch_the_main_process_sets(tmp_path: Path) 
     assert len({tuple(s) for s in seen}) == 3  # the crops really change with the epoch
 
 
+def test_the_dataset_goes_to_spawned_workers(tmp_path: Path) -> None:
+    # macOS and Windows start workers by spawning: the dataset travels pickled (the store
+    # reopens its file in the worker) and persistent workers still follow the epoch
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    ds = ClipDataset(_ramp_store(tmp_path / "ramp.h5"), [0, 1, 2, 3], 100, train=True, seed=3)
+    ds.set_epoch(2)
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.epoch == 2 and all(np.array_equal(copy[i][0], ds[i][0]) for i in range(4))
+    loader = DataLoader(ds, batch_size=4, num_workers=1, persistent_workers=True, multiprocessing_context="spawn")
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        [(waves, _)] = list(loader)
+        np.testing.assert_array_equal(waves[:, 0].numpy(), [float(ds[i][0][0]) for i in range(4)])
+
+
 def test_default_num_workers_leaves_a_core_to_training() -> None:
     from audioclf.data.dataset import default_num_workers
 

@@ -3,8 +3,8 @@ launcher, ``audioclf resume`` and ``torchrun``: each epoch's batches across the 
 exactly the training set; validation and test figures equal those of a single-process
 evaluation of the best checkpoint (shards of unequal size: 5 clips over 2 ranks); one run
 directory, one best checkpoint, one ``metrics.json``; a DDP run killed mid-epoch and
-resumed ends with the weights of the uninterrupted one; ``audioclf cv`` runs under
-``torchrun``."""
+resumed, its clips loaded in the training process or by worker processes, ends with the
+weights of the uninterrupted one; ``audioclf cv`` runs under ``torchrun``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from audioclf.training.evaluate import evaluate_checkpoint
+from tests.training.ddp_driver import KILLED_WORKERS
 from tests.training.helpers import make_store
 
 pytestmark = pytest.mark.slow
@@ -107,12 +108,16 @@ def test_metrics_are_those_of_all_predictions(launch: dict, kind: str, figures: 
         assert float(row[f"val/{k}"]) == pytest.approx(alone[k], abs=1e-6), k
 
 
-def test_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(launch: dict) -> None:
-    killed = next((launch["work"] / "killed").iterdir())
+@pytest.mark.parametrize("workers", KILLED_WORKERS)
+def test_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(launch: dict, workers: int) -> None:
+    # the uninterrupted run loaded its clips with one worker per rank; the killed one with
+    # ``workers`` (a run is the same whatever the worker count)
+    parent = launch["work"] / f"killed-w{workers}"
+    killed = next(parent.iterdir())
     step = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
     assert step == KILL_AT  # it did stop mid-run (mid-epoch: 3 steps an epoch)
     _run([sys.executable, "-m", "audioclf.cli", "resume", str(killed)], cwd=launch["work"])
-    assert list((launch["work"] / "killed").iterdir()) == [killed]  # resumed in place, no new directory
+    assert list(parent.iterdir()) == [killed]  # resumed in place, no new directory
     resumed = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     straight = torch.load(Path(launch["single"]["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == straight["global_step"] == 6

@@ -63,11 +63,26 @@ def test_loader_options_follow_the_machine_and_the_config() -> None:
     from audioclf.data.dataset import default_num_workers
     from audioclf.training.trainer import loader_options
 
-    auto = loader_options(load_config(None, ["trainer.accelerator=cpu", "data.num_workers=auto"]))
+    auto = loader_options(load_config(None, ["trainer.accelerator=cpu"]))  # the default: auto
     assert auto["num_workers"] == default_num_workers()
     assert auto["pin_memory"] is False  # nothing to pin for on the CPU
     assert auto["persistent_workers"] is (auto["num_workers"] > 0)
     two = loader_options(load_config(None, ["trainer.accelerator=cpu", "data.num_workers=2", "data.prefetch_factor=3"]))
     assert two == {"num_workers": 2, "pin_memory": False, "persistent_workers": True, "prefetch_factor": 3}
-    none = loader_options(load_config(None, []))  # the default: in the training process
+    none = loader_options(load_config(None, ["data.num_workers=0"]))  # in the training process
     assert none["num_workers"] == 0 and not none["persistent_workers"] and "prefetch_factor" not in none
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (5, 4), (32, 8)])
+def test_the_default_workers_come_from_the_cores_this_process_may_use(monkeypatch, cores: int, workers: int) -> None:
+    import os
+
+    from audioclf.config import load_config
+    from audioclf.training.trainer import loader_options
+
+    # the cores the process is allowed to run on (a container's or taskset's share), not the machine's
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    kw = loader_options(load_config(None, ["trainer.accelerator=cpu"]))
+    assert kw["num_workers"] == workers
+    assert kw["persistent_workers"] is (workers > 0) and ("prefetch_factor" in kw) is (workers > 0)

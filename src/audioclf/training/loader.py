@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 class _SkippingSampler(Sampler[Any]):
     """Wraps the training batch sampler: forwards ``set_epoch``/``state_dict``, and can
-    leave out the first ``n`` batches of its next pass (a run resumed mid-epoch continues
-    with the batches it had not trained on yet)."""
+    leave out the first ``n`` batches of its next pass that draws a batch (a run resumed
+    mid-epoch continues with the batches it had not trained on yet)."""
 
     def __init__(self, base: Sampler[Any]) -> None:
         self.base = base
@@ -42,11 +42,17 @@ class _SkippingSampler(Sampler[Any]):
         return len(self.base)
 
     def __iter__(self) -> Iterator[Any]:
+        # A generator, so the skip is taken by the first pass that draws a batch, not by
+        # the first call of iter(): torch's multi-worker loader iterator calls iter() on
+        # its batch sampler twice as it starts (in _BaseDataLoaderIter.__init__ and again
+        # in _reset) and draws only from the second. Were the skip taken at iter(), the
+        # discarded first pass would take it and a run resumed mid-epoch with workers would
+        # train again on the batches it had already trained on.
         skip, self.skip = self.skip, 0
         it = iter(self.base)
         for _ in range(skip):
             next(it, None)
-        return it
+        yield from it
 
     def state_dict(self) -> dict[str, Any]:
         return self.base.state_dict() if hasattr(self.base, "state_dict") else {}
