@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
-from audioclf.models.bundle import load_bundle_model, read_bundle  # noqa: F401 - read_bundle: the old import path
+from audioclf.models.bundle import load_bundle_model
 from audioclf.training.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
