@@ -545,7 +545,7 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioclf.training.evaluate import default_evaluation_path, evaluate_checkpoint
+    from audioclf.inference.evaluate import default_evaluation_path, evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -769,13 +769,9 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from audioclf.reporting import write_report
 
-    evaluate = None
-    if args.store is not None:
-        from audioclf.training.evaluate import evaluate_model as evaluate
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
         fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline, force=args.force,
-        evaluate=evaluate,
     )
     out.print(f"report written to {path}")
     if args.out is None and path.name != "report.html":

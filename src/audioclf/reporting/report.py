@@ -348,8 +348,8 @@ def build_report(
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
     (or ``fold``) for per-class figures, with ``evaluate(model, info, store, split=...,
-    fold=..., per_class=True) -> metrics`` (default: audioclf.training.evaluate's
-    ``evaluate_model``, imported only then); otherwise ``evaluation.json`` of the run is used
+    fold=..., per_class=True) -> metrics`` (default:
+    :func:`audioclf.inference.evaluate.evaluate_model`, imported only then); otherwise ``evaluation.json`` of the run is used
     when present, else the store named in the run's ``config.yaml`` (its test split or
     fold) when it is still there.
     """
@@ -380,8 +380,8 @@ def build_report(
     if files.metrics_json is not None:
         ctx.test_metrics = read_json(files.metrics_json)
     if store is not None:
-        if evaluate is None:  # the one use of the training package here, only when a store is scored
-            from audioclf.training.evaluate import evaluate_model as evaluate
+        if evaluate is None:  # imported only when a store is scored: it loads torchmetrics
+            from audioclf.inference.evaluate import evaluate_model as evaluate
 
         assert ctx.classifier is not None
         ctx.evaluation = evaluate(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)

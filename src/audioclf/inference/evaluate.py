@@ -1,4 +1,6 @@
-"""Evaluate a checkpoint bundle on a store split or fold."""
+"""Evaluate a checkpoint bundle (or a loaded model) on a store split or fold: the model's
+scores for every clip, scored by :func:`audioclf.metrics.compute_metrics`. Used by
+``audioclf evaluate``, the report of a run and the demo; imports no training module."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
+from audioclf.metrics import compute_metrics
 from audioclf.models.bundle import load_bundle_model
-from audioclf.training.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 
