@@ -181,8 +181,7 @@ def test_a_verb_may_define_its_own_device_option(monkeypatch: pytest.MonkeyPatch
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="cuda", help="this verb's own device")
 
-    monkeypatch.setattr(cli, "_COMMANDS", dict(cli._COMMANDS))
-    monkeypatch.setattr(cli, "_HELP", dict(cli._HELP))
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
     cli.command("gpuonly", "a verb with its own --device", lambda a: 0, examples=("audioclf gpuonly", "audioclf gpuonly -v"))(add)
     args = cli.build_parser().parse_args(["gpuonly", "-v"])
     assert args.device == "cuda" and args.verbose_after == 1
@@ -206,23 +205,25 @@ def test_quiet_after_the_verb_silences_info_and_progress(capsys: pytest.CaptureF
 
 # --- how the CLI ends: AudioclfError exit 2, bugs propagate ------------------------
 
-def _replace_models_verb(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    def fail(args):
+def _failing_verb(monkeypatch: pytest.MonkeyPatch, error: Exception) -> str:
+    """Register (for this test only) a verb ``fail`` that raises ``error``."""
+
+    def fail(args: argparse.Namespace) -> int:
         raise error
 
-    fn, *rest = cli._COMMANDS["models"]
-    monkeypatch.setitem(cli._COMMANDS, "models", (fail, *rest))
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
+    cli.command("fail", "a verb that raises", fail, examples=("audioclf fail", "audioclf fail -v"))(lambda p: None)
+    return "fail"
 
 
 def test_audioclf_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    _replace_models_verb(monkeypatch, ConfigError("model.name: unknown model 'x'"))
-    assert cli.main(["models"]) == 2
+    verb = _failing_verb(monkeypatch, ConfigError("model.name: unknown model 'x'"))
+    assert cli.main([verb]) == 2
     assert "error: model.name: unknown model 'x'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bug", [TypeError("f() got 2 arguments"), KeyError("k")])
-def test_type_and_key_errors_are_bugs_not_user_errors(monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
-    _replace_models_verb(monkeypatch, bug)
-    with pytest.raises(type(bug)):
-        cli.main(["models"])
+def test_a_verb_registered_twice_is_a_programming_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
+    with pytest.raises(ValueError, match="command 'models' is registered twice"):
+        cli.command("models", "another models verb", lambda a: 0)(lambda p: None)
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -29,14 +29,26 @@ from rich.progress import (
 from rich.table import Table
 
 from audioclf.errors import AudioclfError
+from audioclf.registry import Registry
 
 console = Console(stderr=True)
 out = Console()
 
 Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], str, bool]] = {}
-# verb -> (description, examples): what `audioclf VERB --help` shows above and below the arguments
-_HELP: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+class Verb(NamedTuple):
+    """One ``audioclf <verb>``: what runs it, what adds its arguments, and its help."""
+
+    run: Command
+    add_args: Callable[[argparse.ArgumentParser], None]
+    help: str
+    trains: bool  # runs Lightning (logging is set up for it)
+    description: str  # heads `audioclf VERB --help`
+    examples: tuple[str, ...]  # end it
+
+
+_COMMANDS: Registry[Verb] = Registry("command")
 
 
 def command(
@@ -48,10 +60,7 @@ def command(
     (copy-paste command lines, with ``# comments``) end it."""
 
     def wrap(add_args: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        if name in _COMMANDS:
-            raise ValueError(f"command {name!r} is registered twice")
-        _COMMANDS[name] = (run, add_args, help, trains)
-        _HELP[name] = (description or help, tuple(examples))
+        _COMMANDS.add(name, Verb(run, add_args, help, trains, description or help, tuple(examples)))
         return add_args
 
     return wrap
@@ -1081,13 +1090,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, add_args, help_text, _) in _COMMANDS.items():
-        description, examples = _HELP.get(name, (help_text, ()))
-        sp = sub.add_parser(name, help=help_text, description=description, epilog=_epilog(examples),
+    for name, verb in _COMMANDS.items():
+        sp = sub.add_parser(name, help=verb.help, description=verb.description, epilog=_epilog(verb.examples),
                             parents=[_global_options(True)], formatter_class=_HelpFormatter,
                             conflict_handler="resolve")  # a verb may define its own -q or --device
         # (a parent of its own each: resolving a conflict edits the parent's actions)
-        add_args(sp)
+        verb.add_args(sp)
     return parser
 
 
@@ -1151,10 +1159,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.verbose += getattr(args, "verbose_after", 0)  # -v before and after the verb add up
     _QUIET = bool(args.quiet)
-    fn, _, _, trains = _COMMANDS[args.command]
-    _setup_logging(args.verbose, trains, args.quiet)
+    verb = _COMMANDS.get(args.command)
+    _setup_logging(args.verbose, verb.trains, args.quiet)
     try:
-        return fn(args)
+        return verb.run(args)
     except KeyboardInterrupt:
         # what was finished stays: a .partial store, a download's .part, last.ckpt resume
         console.print("[red]interrupted[/]")

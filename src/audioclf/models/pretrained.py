@@ -42,10 +42,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from audioclf.errors import ConfigError
 from audioclf.models.bundle import is_bundle, model_from_bundle
 from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
 from audioclf.models.registry import cache_dir, create_model, get_model_info, list_models
+from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +89,22 @@ class PretrainedEntry:
         return "none published (SHA-256 recorded on first download)"
 
 
-_CATALOG: dict[str, PretrainedEntry] = {}
+_CATALOG: Registry[PretrainedEntry] = Registry("pretrained model")
 
 
 def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
-    if entry.name in _CATALOG and _CATALOG[entry.name] != entry:
-        raise ValueError(f"pretrained entry {entry.name!r} is registered twice")
-    _CATALOG[entry.name] = entry
-    return entry
+    """Add ``entry`` to the catalog under its name (a taken name is an error)."""
+    return _CATALOG.add(entry.name, entry)
 
 
 def list_pretrained() -> list[str]:
     """Catalog names, in registration order."""
-    return list(_CATALOG)
+    return _CATALOG.names()
 
 
 def get_pretrained(name: str) -> PretrainedEntry:
-    if name not in _CATALOG:
-        raise ConfigError(f"unknown pretrained model {name!r}; catalog: {', '.join(_CATALOG)}")
-    return _CATALOG[name]
+    """The catalog entry ``name``; :class:`ConfigError` listing the catalog if there is none."""
+    return _CATALOG.get(name)
 
 
 _PANNS_PAPER = "Kong et al. 2020, PANNs (arXiv:1912.10211), Table"
@@ -232,22 +229,17 @@ class Recognised:
 
 
 Recogniser = Callable[[Any, Path], "Recognised | None"]
-_RECOGNISERS: dict[str, Recogniser] = {}
+_RECOGNISERS: Registry[Recogniser] = Registry("checkpoint recogniser")
 
 
 def register_recogniser(kind: str) -> Callable[[Recogniser], Recogniser]:
     """Add a recogniser ``fn(checkpoint object, path) -> Recognised | None`` (None: not mine)."""
-
-    def wrap(fn: Recogniser) -> Recogniser:
-        _RECOGNISERS[kind] = fn
-        return fn
-
-    return wrap
+    return _RECOGNISERS.register(kind)
 
 
 def recognise(obj: Any, path: Path) -> Recognised | None:
-    """The first recogniser that claims ``obj``; None when none does."""
-    for fn in _RECOGNISERS.values():
+    """The first recogniser that claims ``obj`` (in registration order); None when none does."""
+    for _, fn in _RECOGNISERS.items():
         found = fn(obj, path)
         if found is not None:
             return found
@@ -577,16 +569,16 @@ def resolve_model(
     if path.exists():
         return _load_local(path, model, device)
     if text in _CATALOG:
-        entry = _CATALOG[text]
+        entry = _CATALOG.get(text)
         net, info = _load_local(fetch_pretrained(text, offline=offline), model or entry.architecture, device)
         info["source"] = text
         return net, info
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin", ".safetensors") or os.sep in text:
         raise FileNotFoundError(f"checkpoint not found: {path} (a model source is a file, a directory, a catalog "
-                                f"name ({', '.join(_CATALOG)}) or hf:ORG/REPO[@REV])")
+                                f"name ({', '.join(_CATALOG.names())}) or hf:ORG/REPO[@REV])")
     raise FileNotFoundError(
         f"model source {text!r}: no such file or directory, and not a catalog name "
-        f"({', '.join(_CATALOG)}) or a Hub id (hf:ORG/REPO[@REV])"
+        f"({', '.join(_CATALOG.names())}) or a Hub id (hf:ORG/REPO[@REV])"
     )
 
 
