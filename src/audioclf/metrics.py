@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torchmetrics.functional import classification as tmc
 
+from audioclf.errors import DataError
+
 
 def single_label_metrics(
     scores: torch.Tensor, targets: torch.Tensor, label_names: list[str] | None = None, per_class: bool = False
@@ -69,7 +71,7 @@ def multi_label_metrics(
     has_pos = pos > 0
     has_both = has_pos & (pos < targets.shape[0])
     if not bool(has_pos.any()):
-        raise ValueError("multi-label metrics need at least one positive label in the evaluated clips")
+        raise DataError("multi-label metrics need at least one positive label in the evaluated clips")
     ap = tmc.multilabel_average_precision(scores.float(), targets, c, average=None)
     auc = tmc.multilabel_auroc(scores.float(), targets, c, average=None)
     top = scores.argmax(1)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
+from audioclf.errors import DataError
 from audioclf.metrics import compute_metrics
 from audioclf.models.bundle import load_bundle_model
 
@@ -85,12 +86,12 @@ def evaluate_model(
     ``info``) on the clips of ``split`` (or ``fold``) of a store."""
     store = Store(store_path)
     if store.label_names != info["label_names"]:
-        raise ValueError(
+        raise DataError(
             f"{store_path}: its labels differ from the checkpoint's ({store.num_classes} vs {info['num_classes']} classes); "
             "evaluate on a store of the same dataset"
         )
     if store.sample_rate != info["sample_rate"]:
-        raise ValueError(f"{store_path}: store is at {store.sample_rate} Hz, checkpoint expects {info['sample_rate']} Hz")
+        raise DataError(f"{store_path}: store is at {store.sample_rate} Hz, checkpoint expects {info['sample_rate']} Hz")
     idx = store.indices(folds=[fold]) if fold is not None else store.indices(split=split)
     loader = DataLoader(ClipDataset(store, idx, int(info["clip_samples"])), batch_size=batch_size, num_workers=num_workers)
     metrics = evaluate_loader(model, loader, multi_label=store.multi_label, label_names=store.label_names, per_class=per_class)

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import CheckpointError
 from audioclf.models.bundle import is_bundle, model_from_bundle
 from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
 from audioclf.models.registry import cache_dir, create_model, get_model_info, list_models
@@ -269,11 +270,11 @@ def _recognise_panns(obj: Any, path: Path) -> Recognised | None:
     double = "conv_block1.conv2.weight" in state
     arch = {(6, True): "cnn14", (4, True): "cnn10", (4, False): "cnn6"}.get((len(blocks), double))
     if arch is None:
-        raise ValueError(f"{path}: a PANNs checkpoint with {len(blocks)} {'double' if double else 'single'} conv "
+        raise CheckpointError(f"{path}: a PANNs checkpoint with {len(blocks)} {'double' if double else 'single'} conv "
                          "blocks: not CNN6, CNN10 or CNN14 (the architectures audioclf implements)")
     n_fft = int(state["spectrogram_extractor.stft.conv_real.weight"].shape[-1])
     if n_fft not in _PANNS_FRONTENDS:
-        raise ValueError(f"{path}: PANNs frontend with a {n_fft}-point STFT; known: {sorted(_PANNS_FRONTENDS)}")
+        raise CheckpointError(f"{path}: PANNs frontend with a {n_fft}-point STFT; known: {sorted(_PANNS_FRONTENDS)}")
     settings = dict(_PANNS_FRONTENDS[n_fft])
     n_mels = int(state["logmel_extractor.melW"].shape[1])
     if n_mels != 64:
@@ -332,7 +333,7 @@ def _recognise_eat(obj: Any, path: Path) -> Recognised | None:
     # sizes of the paper's Table 1 (the head count, not in the weights, comes with the variant)
     variants = {(16, 128): "eat_s", (32, 256): "eat_m"}
     if (nf, embed_dim) not in variants:
-        raise ValueError(f"{path}: an EAT checkpoint with nf={nf}, embed_dim={embed_dim}: not EAT-S (16, 128) "
+        raise CheckpointError(f"{path}: an EAT checkpoint with nf={nf}, embed_dim={embed_dim}: not EAT-S (16, 128) "
                          "or EAT-M (32, 256); name the model with --model and its settings in a recipe")
     arch = variants[(nf, embed_dim)]
     stride = math.prod(factors) * 4
@@ -373,7 +374,7 @@ def _recognise_espnet(obj: Any, path: Path) -> Recognised | None:
         else:
             unknown.append(k)
     if unknown:
-        raise ValueError(f"{path}: ESPnet BEATs checkpoint with modules audioclf's BEATs does not have: "
+        raise CheckpointError(f"{path}: ESPnet BEATs checkpoint with modules audioclf's BEATs does not have: "
                          f"{', '.join(unknown[:6])} (weighted layers, downsampling or adapters are not supported)")
     cfg = _espnet_beats_cfg(mapped)
     num_classes = int(mapped["predictor.weight"].shape[0])
@@ -383,7 +384,7 @@ def _recognise_espnet(obj: Any, path: Path) -> Recognised | None:
     if config:
         pooling = (config.get("decoder_conf") or {}).get("pooling", "mean")
         if pooling != "mean":
-            raise ValueError(f"{path}: ESPnet decoder pooling {pooling!r}; audioclf's BEATs head averages (mean)")
+            raise CheckpointError(f"{path}: ESPnet decoder pooling {pooling!r}; audioclf's BEATs head averages (mean)")
         # ESPnet token lists may carry special symbols (<blank>, <unk>, ...) besides the classes
         tokens = [str(t) for t in config.get("token_list") or [] if not re.fullmatch(r"<[^>]*>", str(t))]
         if len(tokens) == num_classes:
@@ -431,7 +432,7 @@ def _espnet_config(path: Path) -> dict[str, Any] | None:
                 try:
                     data = yaml.safe_load(cand.read_text(encoding="utf-8"))
                 except yaml.YAMLError as err:
-                    raise ValueError(f"{cand}: unreadable ESPnet config ({err})") from err
+                    raise CheckpointError(f"{cand}: unreadable ESPnet config ({err})") from err
                 if isinstance(data, dict) and ("token_list" in data or "encoder" in data):
                     return data
     return None
@@ -460,14 +461,14 @@ def load_published(
     found = recognise(obj, path)
     if found is None and model is None:
         kinds = ", ".join(_RECOGNISERS)
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: not an audioclf checkpoint and not a published layout audioclf recognises ({kinds}); "
             f"top-level keys: {_keys(obj)}. Name the architecture with --model NAME (model= in Python); "
             f"registered models: {', '.join(list_models())}"
         )
     if found is not None and model is not None and model != found.architecture:
         if get_model_info(model).family != get_model_info(found.architecture).family:
-            raise ValueError(f"{path}: --model {model} was given, but the file is a {found.kind} checkpoint "
+            raise CheckpointError(f"{path}: --model {model} was given, but the file is a {found.kind} checkpoint "
                              f"({found.architecture})")
         found.architecture = model
     if found is None:
@@ -517,7 +518,7 @@ def load_checkpoint_source(path: str | Path, *, model: str | None = None) -> tup
     if is_bundle(obj):
         net, info = model_from_bundle(obj, source=str(path))
         if model is not None and model != info["model"]:
-            raise ValueError(f"{path}: an audioclf checkpoint of {info['model']}, not --model {model}")
+            raise CheckpointError(f"{path}: an audioclf checkpoint of {info['model']}, not --model {model}")
         return net, info
     return load_published(path, model=model, obj=obj)
 

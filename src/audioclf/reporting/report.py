@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audioclf.errors import CheckpointError, ConfigError
 from audioclf.reporting import plots
 from audioclf.reporting.player import (
     analyse_audio,
@@ -69,7 +70,7 @@ class Report:
 def _html_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a directory: give the path of the HTML file to write (e.g. {path / 'report.html'})")
+        raise ConfigError(f"{path} is a directory: give the path of the HTML file to write (e.g. {path / 'report.html'})")
     return path
 
 
@@ -276,7 +277,7 @@ def _config_section(ctx: _Context) -> str:
 
 def _audio_section(ctx: _Context, audio: Path, rows: int) -> str:
     if ctx.classifier is None:
-        raise ValueError(f"{ctx.files.run_dir}: no checkpoint (checkpoints/best.ckpt or last.ckpt) to label {audio} with")
+        raise CheckpointError(f"{ctx.files.run_dir}: no checkpoint (checkpoints/best.ckpt or last.ckpt) to label {audio} with")
     view = analyse_audio(ctx.classifier, audio)
     assert view.spectrogram is not None
     payload = timeline_payload(view.timeline, view.spectrogram, max_classes=REPORT_MAX_CLASSES)
@@ -362,7 +363,7 @@ def build_report(
             ctx.evaluation_is_test = True
     source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
     if store is not None and source is None:
-        raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
+        raise CheckpointError(f"{target}: no checkpoint to evaluate on {store}")
     if source is not None:
         from audioclf.models.bundle import read_bundle
 
