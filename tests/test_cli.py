@@ -181,8 +181,7 @@ def test_a_verb_may_define_its_own_device_option(monkeypatch: pytest.MonkeyPatch
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="cuda", help="this verb's own device")
 
-    monkeypatch.setattr(cli, "_COMMANDS", dict(cli._COMMANDS))
-    monkeypatch.setattr(cli, "_HELP", dict(cli._HELP))
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
     cli.command("gpuonly", "a verb with its own --device", lambda a: 0, examples=("audioclf gpuonly", "audioclf gpuonly -v"))(add)
     args = cli.build_parser().parse_args(["gpuonly", "-v"])
     assert args.device == "cuda" and args.verbose_after == 1
@@ -206,23 +205,82 @@ def test_quiet_after_the_verb_silences_info_and_progress(capsys: pytest.CaptureF
 
 # --- how the CLI ends: AudioclfError exit 2, bugs propagate ------------------------
 
-def _replace_models_verb(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
-    def fail(args):
+def _failing_verb(monkeypatch: pytest.MonkeyPatch, error: Exception) -> str:
+    """Register (for this test only) a verb ``fail`` that raises ``error``."""
+
+    def fail(args: argparse.Namespace) -> int:
         raise error
 
-    fn, *rest = cli._COMMANDS["models"]
-    monkeypatch.setitem(cli._COMMANDS, "models", (fail, *rest))
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
+    cli.command("fail", "a verb that raises", fail, examples=("audioclf fail", "audioclf fail -v"))(lambda p: None)
+    return "fail"
 
 
 def test_audioclf_errors_are_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    _replace_models_verb(monkeypatch, ConfigError("model.name: unknown model 'x'"))
-    assert cli.main(["models"]) == 2
+    verb = _failing_verb(monkeypatch, ConfigError("model.name: unknown model 'x'"))
+    assert cli.main([verb]) == 2
     assert "error: model.name: unknown model 'x'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bug", [TypeError("f() got 2 arguments"), KeyError("k")])
-def test_type_and_key_errors_are_bugs_not_user_errors(monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
-    _replace_models_verb(monkeypatch, bug)
+@pytest.mark.parametrize("bug", [ValueError("bad value"), TypeError("f() got 2 arguments"), KeyError("k"),
+                                 RuntimeError("state")])
+def test_other_exceptions_are_bugs_not_user_errors(monkeypatch: pytest.MonkeyPatch, bug: Exception) -> None:
+    # ValueError included: user errors are AudioclfError kinds (ConfigError is one), a bare
+    # ValueError is audioclf's own fault and must not be dressed up as the user's
+    verb = _failing_verb(monkeypatch, bug)
     with pytest.raises(type(bug)):
-        cli.main(["models"])
+        cli.main([verb])
+
+
+def test_a_bug_exits_1_with_its_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # the console script's own wrapper: sys.exit(main())
+    code = (
+        "import sys\nfrom audioclf import cli\n"
+        "def boom(args):\n    raise ValueError('a bug, not a user error')\n"
+        "cli.command('boom', 'raises', boom, examples=('audioclf boom', 'audioclf boom -v'))(lambda p: None)\n"
+        "sys.argv = ['audioclf', 'boom']\nsys.exit(cli.main())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "Traceback (most recent call last)" in run.stderr
+    assert "ValueError: a bug, not a user error" in run.stderr and "error:" not in run.stderr.splitlines()[0]
+
+
+def test_a_bad_model_setting_is_exit_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.training.helpers import make_store
+
+    store = make_store(tmp_path / "s.h5")
+    capsys.readouterr()
+    # fmin above the Nyquist frequency of the model's 16 kHz: the frontend refuses it
+    argv = ["train", f"data.store={store}", "model.name=cnn_lite", "model.settings.fmin=9000",
+            f"output_dir={tmp_path / 'runs'}", "recipe=none"]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "error: log-mel needs 0 <= fmin < fmax <= sample_rate/2, got fmin=9000" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists(), "refused before any run directory is made"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["prepare", "synthetic", "--out", "{tmp}/x.h5", "-o", "clips_per_class=2"],
+     "dataset 'synthetic': clips_per_class must be at least 3"),
+    (["benchmark", "--models", "cnn_lite", "--read-workers", "a,b"], "--read-workers 'a,b': expected counts"),
+    (["export", "{tmp}/m.ckpt", "--format", "torchscript", "--quantize", "int8"],
+     "--quantize int8 needs --format onnx"),
+])
+def test_user_errors_from_options_are_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    assert f"error: {message}" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_verb_registered_twice_is_a_programming_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_COMMANDS", cli._COMMANDS.copy())
+    with pytest.raises(ValueError, match="command 'models' is registered twice"):
+        cli.command("models", "another models verb", lambda a: 0)(lambda p: None)
 

@@ -23,13 +23,14 @@ FORBIDDEN = {
     "serve.py": ("audioclf.training",),
     "registry.py": ("audioclf.models", "audioclf.data", "audioclf.training"),
     "errors.py": ("audioclf.models", "audioclf.data", "audioclf.training"),
+    "metrics.py": ("audioclf.models", "audioclf.data", "audioclf.training", "audioclf.inference", "audioclf.reporting"),
 }
 # exceptions, each for a reason: published weights are fetched with the one downloader
 # (resume, checksums), which lives with the datasets' downloads
-ALLOWED = {"models": ("audioclf.data.download",),
-           # a report asked to score a store without an evaluation function imports the
-           # evaluation (lazily, only then): inference and serve never do
-           "reporting": ("audioclf.training.evaluate",)}
+ALLOWED = {"models": ("audioclf.data.download",)}
+# packages that must not reach training by any route: no import statement, and not the
+# name either (``importlib.import_module("audioclf.training...")``, a string handed on)
+NO_TRAINING_BY_NAME = ("inference", "reporting", "serve.py")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -48,8 +49,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_only_what_it_may(package: str) -> None:
-    root = SRC / package
-    files = [root] if root.suffix == ".py" else sorted(root.rglob("*.py"))
+    files = _files(package)
     assert files
     bad = [
         f"{f.relative_to(SRC)}:{line} imports {name}"
@@ -58,6 +58,33 @@ def test_package_imports_only_what_it_may(package: str) -> None:
         if name.startswith(FORBIDDEN[package]) and not name.startswith(ALLOWED.get(package, ("-",)))
     ]
     assert not bad, "\n".join(bad)
+
+
+def _files(package: str) -> list[Path]:
+    root = SRC / package
+    return [root] if root.suffix == ".py" else sorted(root.rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", NO_TRAINING_BY_NAME)
+def test_package_does_not_even_name_training(package: str) -> None:
+    files = _files(package)
+    assert files
+    bad = [
+        f"{f.relative_to(SRC)}:{n} names audioclf.training"
+        for f in files
+        for n, line in enumerate(f.read_text().splitlines(), 1)
+        if "audioclf.training" in line or "audioclf import training" in line
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_by_name_check_sees_a_lazy_import_by_string(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "reporting"
+    fake.mkdir()
+    (fake / "r.py").write_text("def f():\n    return importlib.import_module('audioclf.training.evaluate')\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
+    with pytest.raises(AssertionError, match="r.py:2 names audioclf.training"):
+        test_package_does_not_even_name_training("reporting")
 
 
 def test_the_layering_check_sees_imports_inside_functions(tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def test_a_body_that_trickles_gets_408_and_is_closed(server: Server) -> None:
 
 def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from audioclf.cli import main
-    from tests.training.test_evaluate import bundle
+    from tests.inference.test_evaluate import bundle
 
     ckpt = bundle(tmp_path / "m.ckpt")
     with socket.socket() as s:

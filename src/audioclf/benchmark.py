@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioclf.errors import MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 
@@ -381,7 +383,7 @@ def _reference_cnn14(directory: Path) -> torch.nn.Module:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     except ImportError as err:
-        raise ImportError(f"--reference {directory}: the PANNs code needs {err.name} (pip install --no-deps torchlibrosa)") from err
+        raise MissingDependencyError(f"--reference {directory}: the PANNs code needs {err.name} (pip install --no-deps torchlibrosa)") from err
     finally:
         sys.path.remove(str(src.parent))
     return module.Cnn14(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000,

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -28,15 +28,27 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, ConfigError, MissingDependencyError
+from audioclf.registry import Registry
 
 console = Console(stderr=True)
 out = Console()
 
 Command = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], str, bool]] = {}
-# verb -> (description, examples): what `audioclf VERB --help` shows above and below the arguments
-_HELP: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+class Verb(NamedTuple):
+    """One ``audioclf <verb>``: what runs it, what adds its arguments, and its help."""
+
+    run: Command
+    add_args: Callable[[argparse.ArgumentParser], None]
+    help: str
+    trains: bool  # runs Lightning (logging is set up for it)
+    description: str  # heads `audioclf VERB --help`
+    examples: tuple[str, ...]  # end it
+
+
+_COMMANDS: Registry[Verb] = Registry("command")
 
 
 def command(
@@ -48,10 +60,7 @@ def command(
     (copy-paste command lines, with ``# comments``) end it."""
 
     def wrap(add_args: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        if name in _COMMANDS:
-            raise ValueError(f"command {name!r} is registered twice")
-        _COMMANDS[name] = (run, add_args, help, trains)
-        _HELP[name] = (description or help, tuple(examples))
+        _COMMANDS.add(name, Verb(run, add_args, help, trains, description or help, tuple(examples)))
         return add_args
 
     return wrap
@@ -175,7 +184,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         key, value = parse_override(text)
         options[".".join(key)] = value
     if args.path and args.root:
-        raise ValueError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
+        raise ConfigError(f"give the dataset's place once: {args.path!r} or --root {args.root!r}")
     args.root = args.root or args.path
     source = create_source(args.dataset, args.root, **options)
     if args.out:
@@ -545,7 +554,7 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioclf.training.evaluate import default_evaluation_path, evaluate_checkpoint
+    from audioclf.inference.evaluate import default_evaluation_path, evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.store, split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -589,9 +598,9 @@ def _predict_timeline(clf: Any, args: argparse.Namespace) -> int:
     from audioclf.text import plural
 
     if args.out and len(args.files) > 1:
-        raise ValueError("--out names one output file; give one audio file with it (or leave --out out)")
+        raise ConfigError("--out names one output file; give one audio file with it (or leave --out out)")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"--out {args.out}: a timeline is written as .csv or .json")
+        raise ConfigError(f"--out {args.out}: a timeline is written as .csv or .json")
     report = {}
     for f in args.files:
         tl = clf.predict_timeline(f, window=args.window, hop=args.hop, batch_size=args.batch_size)
@@ -627,7 +636,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.timeline:
         return _predict_timeline(clf, args)
     if args.out or args.window or args.hop:
-        raise ValueError("--out, --window and --hop go with --timeline")
+        raise ConfigError("--out, --window and --hop go with --timeline")
     results = {}
     for f in args.files:
         results[f] = [p.to_dict() for p in clf.predict(f, top_k=args.top_k)]
@@ -668,13 +677,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from audioclf.inference.export import export_checkpoint
 
     _check_quantize_args(args)
-    try:
-        res = export_checkpoint(
-            args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
-            verify=not args.no_verify, model=args.model, offline=args.offline,
-        )
-    except ImportError as err:  # onnx / onnxruntime missing: the message says what to install
-        raise ValueError(str(err)) from err
+    res = export_checkpoint(  # onnx / onnxruntime missing: MissingDependencyError says what to install
+        args.checkpoint, args.out, format=args.format, frontend=args.frontend, opset=args.opset,
+        verify=not args.no_verify, model=args.model, offline=args.offline,
+    )
     for path in res.paths:
         out.print(f"written: {path}")
     if res.max_abs_diff is not None:
@@ -694,11 +700,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _check_quantize_args(args: argparse.Namespace) -> None:
     if args.quantize and (args.format != "onnx" or args.frontend != "inside"):
-        raise ValueError("--quantize int8 needs --format onnx with --frontend inside")
+        raise ConfigError("--quantize int8 needs --format onnx with --frontend inside")
     if args.quantize and not args.calibration:
-        raise ValueError("--quantize int8 needs --calibration STORE (the training store, for activation ranges)")
+        raise ConfigError("--quantize int8 needs --calibration STORE (the training store, for activation ranges)")
     if args.calibration_clips < 1:
-        raise ValueError(f"--calibration-clips must be at least 1, got {args.calibration_clips}")
+        raise ConfigError(f"--calibration-clips must be at least 1, got {args.calibration_clips}")
 
 
 @command("export", "export a checkpoint to ONNX or TorchScript (checked against PyTorch)", cmd_export,
@@ -769,13 +775,9 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from audioclf.reporting import write_report
 
-    evaluate = None
-    if args.store is not None:
-        from audioclf.training.evaluate import evaluate_model as evaluate
     path = write_report(
         args.target, args.out, args.audio, plots_dir=args.plots, store=args.store, split=args.split,
         fold=args.fold, rows=args.rows, title=args.title, model=args.model, offline=args.offline, force=args.force,
-        evaluate=evaluate,
     )
     out.print(f"report written to {path}")
     if args.out is None and path.name != "report.html":
@@ -815,7 +817,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from audioclf.serve import ServiceSettings, serve
     except ImportError as err:
-        raise ValueError(f"audioclf serve needs FastAPI and uvicorn ({err.name} is missing): "
+        raise MissingDependencyError(f"audioclf serve needs FastAPI and uvicorn ({err.name} is missing): "
                          "pip install fastapi uvicorn python-multipart") from err
 
     settings = ServiceSettings(
@@ -858,20 +860,20 @@ def cmd_push(args: argparse.Namespace) -> int:
     import tempfile
 
     from audioclf.models.hub import check_repo_id, is_hub_dir, push_to_hub, save_bundle_pretrained
-    from audioclf.reporting.runs import locate_run
+    from audioclf.reporting.runs import locate_run, read_json
 
     check_repo_id(args.repo_id)  # before any conversion
     source = Path(args.source)
     if is_hub_dir(source):  # written earlier with --dir: upload it as it is
         if args.dir:
-            raise ValueError(f"{source} is already a Hub-format directory; push it without --dir")
+            raise ConfigError(f"{source} is already a Hub-format directory; push it without --dir")
         url = push_to_hub(source, args.repo_id, private=args.private, revision=args.revision)
         out.print(f"pushed {source} to {args.repo_id}: {url}")
         return 0
     files = locate_run(source)
     if files.checkpoint is None:
         raise FileNotFoundError(f"{source}: no checkpoint to push (checkpoints/best.ckpt or last.ckpt)")
-    metrics = json.loads(files.metrics_json.read_text()) if files.metrics_json else None
+    metrics = read_json(files.metrics_json) if files.metrics_json else None
     card = {"repo_id": args.repo_id, "license": args.license, "datasets": args.dataset, **_store_card(files)}
     if args.dataset:
         card["datasets"] = args.dataset
@@ -944,12 +946,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
 
     if Path(args.out).suffix.lower() not in EMBEDDING_FORMATS:
-        raise ValueError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
+        raise ConfigError(f"--out {args.out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
     clf = Classifier.from_pretrained(args.model_source, model=args.model, offline=args.offline, device=args.device or "cpu")
     store = len(args.inputs) == 1 and Path(args.inputs[0]).suffix.lower() in (".h5", ".hdf5") or (
         len(args.inputs) == 1 and Path(args.inputs[0]).is_dir())
     if (args.split or args.fold is not None) and not store:
-        raise ValueError("--split and --fold select clips of a store; give one store (.h5 or a shard directory)")
+        raise ConfigError("--split and --fold select clips of a store; give one store (.h5 or a shard directory)")
     with progress_bar() as prog:
         if store:
             emb = embed_store(clf, args.inputs[0], split=args.split, fold=args.fold, batch_size=args.batch_size,
@@ -991,8 +993,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in list_models()]
     if unknown:
-        raise ValueError(f"--models: unknown model(s) {', '.join(unknown)}; see `audioclf models`")
-    workers = [int(w) for w in args.read_workers.split(",")]
+        raise ConfigError(f"--models: unknown model(s) {', '.join(unknown)}; see `audioclf models`")
+    try:
+        workers = [int(w) for w in args.read_workers.split(",")]
+    except ValueError:
+        raise ConfigError(f"--read-workers {args.read_workers!r}: expected counts separated by commas, e.g. 0,2") from None
     figures = run_benchmark(models, clips=args.clips, epochs=args.epochs, batches=args.batches,
                             full_epochs=args.full_epochs, read_workers=workers, repeats=args.repeats)
     if args.reference:
@@ -1085,22 +1090,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"audioclf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, add_args, help_text, _) in _COMMANDS.items():
-        description, examples = _HELP.get(name, (help_text, ()))
-        sp = sub.add_parser(name, help=help_text, description=description, epilog=_epilog(examples),
+    for name, verb in _COMMANDS.items():
+        sp = sub.add_parser(name, help=verb.help, description=verb.description, epilog=_epilog(verb.examples),
                             parents=[_global_options(True)], formatter_class=_HelpFormatter,
                             conflict_handler="resolve")  # a verb may define its own -q or --device
         # (a parent of its own each: resolving a conflict edits the parent's actions)
-        add_args(sp)
+        verb.add_args(sp)
     return parser
 
 
-# errors the library raises with a message meant for the user: AudioclfError, and the
-# built-in kinds raised before it existed
-# What a user can fix, printed as one line with exit 2. TypeError and KeyError are not
-# here: they are programming bugs, printed with their traceback (exit 1). ValueError
-# still is: model constructors and numeric checks raise it for settings out of range.
-_USER_ERRORS = (AudioclfError, ValueError, FileNotFoundError, FileExistsError,
+# What a user can fix, printed as one line with exit 2: AudioclfError (the library raises
+# it for a bad config, file, checkpoint or argument, naming it), and the operating system's
+# answer about a path the user gave. Anything else (ValueError, TypeError, KeyError, ...)
+# is a bug in audioclf: it keeps its traceback, and the interpreter exits with status 1.
+_USER_ERRORS = (AudioclfError, FileNotFoundError, FileExistsError,
                 PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -1136,7 +1139,7 @@ def _global_overrides(args: argparse.Namespace) -> list[str]:
         kind, _, index = str(device).partition(":")
         accelerator = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "mps": "mps"}.get(kind)
         if accelerator is None:
-            raise ValueError(f"--device {device}: expected cpu, cuda, cuda:N or mps")
+            raise ConfigError(f"--device {device}: expected cpu, cuda, cuda:N or mps")
         extra.append(f"trainer.accelerator={accelerator}")
         if index:
             extra.append(f"trainer.devices='{int(index)},'")  # Lightning: "1," is device index 1
@@ -1155,10 +1158,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.verbose += getattr(args, "verbose_after", 0)  # -v before and after the verb add up
     _QUIET = bool(args.quiet)
-    fn, _, _, trains = _COMMANDS[args.command]
-    _setup_logging(args.verbose, trains, args.quiet)
+    verb = _COMMANDS.get(args.command)
+    _setup_logging(args.verbose, verb.trains, args.quiet)
     try:
-        return fn(args)
+        return verb.run(args)
     except KeyboardInterrupt:
         # what was finished stays: a .partial store, a download's .part, last.ckpt resume
         console.print("[red]interrupted[/]")

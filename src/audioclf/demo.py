@@ -105,10 +105,8 @@ def run_demo(
     t = time.time()
     # the run's curves and confusion matrix, and the example under a playhead
     from audioclf.reporting import write_report
-    from audioclf.training.evaluate import evaluate_model
 
-    report = write_report(result.run_dir, result.run_dir / "report.html", example, store=store_path, split="test",
-                          evaluate=evaluate_model)
+    report = write_report(result.run_dir, result.run_dir / "report.html", example, store=store_path, split="test")
     times["report"] = time.time() - t
     return DemoResult(
         store_path, result.run_dir, result.best_checkpoint, result.test_metrics, example, events, preds, detected, report,

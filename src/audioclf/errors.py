@@ -1,9 +1,10 @@
 """The errors audioclf raises for things a user can fix: a bad file, key, archive or store.
 
 Every kind derives from ``AudioclfError``, which the CLI turns into one line naming what
-failed and exit status 2. Each kind also derives from the built-in exception it refines
-(``ValueError`` for bad content, ``OSError`` for a failed download), so code that caught
-the built-in before keeps working.
+failed and exit status 2; any other exception is a bug in audioclf, printed with its
+traceback (exit 1). Each kind also derives from the built-in exception it refines
+(``ValueError`` for bad content, ``OSError`` for a failed download, ``ImportError`` for an
+extra that is not installed), so code that caught the built-in before keeps working.
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ class DownloadError(AudioclfError, OSError):
 
 class TrainingError(AudioclfError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step and a likely cause."""
+
+
+class MissingDependencyError(AudioclfError, ImportError):
+    """An optional extra a feature needs is not installed; the message says what to install."""

@@ -45,6 +45,15 @@ class Registry(Generic[T]):
         self._meta[name] = dict(meta)
         return obj
 
+    def copy(self) -> Registry[T]:
+        """A registry of the same kind holding the same entries (loaded first), to add to
+        without changing this one: e.g. a test that registers a name of its own."""
+        self._load()
+        other: Registry[T] = Registry(self.kind)
+        other._entries = dict(self._entries)
+        other._meta = {k: dict(v) for k, v in self._meta.items()}
+        return other
+
     def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
         """Decorator: ``@registry.register("name")`` (the default name is ``obj.__name__``)."""
 

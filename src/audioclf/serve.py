@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, ConfigError
 from audioclf.inference.classifier import Classifier
 from audioclf.inference.timeline import Timeline, WindowCutter, count_windows, ranked
 
@@ -95,7 +95,7 @@ class ServiceSettings:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"service settings: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
+            raise ConfigError(f"service settings: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range "
                              "(sizes, durations and counts must be positive; batch_wait_ms may be 0)")
 
 

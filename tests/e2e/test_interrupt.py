@@ -72,7 +72,7 @@ def test_ctrl_c_on_serve_exits_130(tmp_path: Path) -> None:
 
     import httpx
 
-    from tests.training.test_evaluate import bundle
+    from tests.inference.test_evaluate import bundle
 
     ckpt = bundle(tmp_path / "m.ckpt")
     with socket.socket() as s:

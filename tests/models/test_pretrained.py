@@ -15,12 +15,14 @@ import soundfile as sf
 import torch
 
 from audioclf.cli import main
+from audioclf.errors import ConfigError
 from audioclf.models import create_model, list_models
 from audioclf.models import pretrained as pretrained_mod
 from audioclf.models.pretrained import (
     PretrainedEntry,
     get_pretrained,
     list_pretrained,
+    register_pretrained,
     resolve_model,
 )
 from tests.data.catalog.fakes import FakeServer
@@ -329,6 +331,17 @@ def test_catalog_entries_have_licence_metric_and_sources():
     assert get_pretrained("espnet-beats-as20k").source == "hf:espnet/BEATs-AS20K"
 
 
+def test_the_catalog_refuses_a_second_entry_of_a_name_and_names_the_closest(monkeypatch):
+    entry = get_pretrained("panns-cnn14")
+    assert register_pretrained(entry) is entry  # the same entry again: a module imported twice
+    monkeypatch.setattr(pretrained_mod, "_CATALOG", pretrained_mod._CATALOG.copy())  # nothing may leak
+    with pytest.raises(ValueError, match="pretrained model 'panns-cnn14' is registered twice"):
+        register_pretrained(PretrainedEntry(**{**entry.__dict__, "metric": "another"}))
+    assert get_pretrained("panns-cnn14") is entry
+    with pytest.raises(ConfigError, match="unknown pretrained model 'panns-cnn41'; did you mean 'panns-cnn14'.*espnet-beats"):
+        get_pretrained("panns-cnn41")
+
+
 def test_models_pretrained_lists_the_catalog(capsys):
     capsys.readouterr()
     assert main(["models", "--pretrained", "--json"]) == 0
@@ -338,6 +351,13 @@ def test_models_pretrained_lists_the_catalog(capsys):
     assert by_name["panns-cnn14"]["published metric"] == "AudioSet mAP 0.431"
     assert by_name["panns-cnn14"]["checksum"] == "md5:541141fa2ee191a88f24a3219fff024e"
     assert set(by_name) == set(list_pretrained())
+
+
+def _add_to_catalog(monkeypatch: pytest.MonkeyPatch, entry: PretrainedEntry) -> None:
+    """``entry`` in the catalog for this test only."""
+    catalog = pretrained_mod._CATALOG.copy()
+    catalog.add(entry.name, entry)
+    monkeypatch.setattr(pretrained_mod, "_CATALOG", catalog)
 
 
 @pytest.fixture
@@ -350,7 +370,7 @@ def served_entry(tmp_path, monkeypatch, cnn6_file):
         "test-cnn6", "cnn6", url, filename="Cnn6_mAP=0.343.pth", checksum="md5:" + hashlib.md5(data).hexdigest(),
         licence="MIT", labels="audioset", metric="mAP 0.343", paper="test",
     )
-    monkeypatch.setitem(pretrained_mod._CATALOG, entry.name, entry)
+    _add_to_catalog(monkeypatch, entry)
     monkeypatch.setenv("AUDIOCLF_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     try:
@@ -387,10 +407,11 @@ def test_offline_with_an_empty_cache_names_what_is_missing(served_entry, tmp_pat
 
 def test_catalog_download_with_a_wrong_checksum_is_refused(served_entry, monkeypatch):
     server, entry, cached = served_entry
-    bad = PretrainedEntry(**{**entry.__dict__, "checksum": "md5:" + "0" * 32})
-    monkeypatch.setitem(pretrained_mod._CATALOG, entry.name, bad)
+    # the same file under another name, with a checksum it does not have
+    bad = PretrainedEntry(**{**entry.__dict__, "name": "test-cnn6-bad", "checksum": "md5:" + "0" * 32})
+    _add_to_catalog(monkeypatch, bad)
     with pytest.raises(ValueError, match="md5"):
-        resolve_model(entry.name)
+        resolve_model(bad.name)
     assert not cached.exists()
 
 
@@ -438,7 +459,7 @@ def test_hub_hosted_catalog_entry_resolves_its_snapshot(hub, tmp_path, monkeypat
     hub.commit("espnet/BEATs-AS20K-test", {"": tmp_path / "repo"})
     entry = PretrainedEntry("test-espnet", "beats_iter3_plus", "hf:espnet/BEATs-AS20K-test", licence="test",
                             labels="token_list", metric="-", paper="-")
-    monkeypatch.setitem(pretrained_mod._CATALOG, entry.name, entry)
+    _add_to_catalog(monkeypatch, entry)
     clip = _wav(tmp_path / "clip.wav", 1.0, 16000)
     first = _predict_json(capsys, entry.name, str(clip), "--top-k", "3")
     assert [p["label"] for p in first[str(clip)]][0] == "Dog"

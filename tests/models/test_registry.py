@@ -86,6 +86,19 @@ def test_unknown_model_and_bad_settings_are_explained() -> None:
         create_model("cnn_lite", 0)
 
 
+@pytest.mark.parametrize(("name", "settings", "message"), [
+    ("piczak_cnn", {"n_mels": 40}, "piczak_cnn needs n_mels >= 60, got 40"),
+    ("vgg_like", {"stages": [[8, 0]]}, r"vgg_like: stages\[0\] must be \[channels, convs\] >= 1"),
+    ("eat_s", {"factors": [1]}, "EAT: factors must be a non-empty list of ints >= 2"),
+    ("cnn6", {"channels": [8, 16]}, "bad settings for model 'cnn6': .*'channels': the variant sets it"),
+    ("cnn_lite", {"fmin": 9000.0, "sample_rate": 16000}, "fmin=9000"),
+])
+def test_a_setting_out_of_range_is_a_config_error_naming_it(name: str, settings: dict, message: str) -> None:
+    # a user error (the CLI's exit 2 with this message), not a bare ValueError (a bug: exit 1)
+    with pytest.raises(ConfigError, match=message):
+        create_model(name, 3, **settings)
+
+
 def test_registering_twice_is_an_error() -> None:
     def cnn_lite(num_classes: int) -> nn.Module:  # same name, other function
         return nn.Linear(1, num_classes)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from audioclf.metrics import compute_metrics
 from audioclf.reporting import plots
 from audioclf.reporting.runs import History
-from audioclf.training.metrics import compute_metrics
 from tests.reporting.support import make_timeline
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,8 @@ import base64
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 
 from audioclf.cli import main
 from audioclf.inference import Classifier
+from audioclf.inference.evaluate import evaluate_model
 from audioclf.reporting import build_report, write_report
-from audioclf.training.evaluate import evaluate_model
 from tests.reporting.support import TinyRun
 
 
@@ -58,7 +60,7 @@ def test_report_of_a_run_shows_its_metrics_and_curves(run: TinyRun, tmp_path: Pa
 
 
 def test_report_with_audio_and_store(run: TinyRun, recording: Path) -> None:
-    report = build_report(run.run_dir, recording, store=run.store, rows=4, evaluate=evaluate_model)
+    report = build_report(run.run_dir, recording, store=run.store, rows=4)  # the default evaluation
     page = report.html
     assert set(report.figures) == {"training_curves", "timeline", "confusion_matrix", "per_class_f1"}
     # per-class table: every class with its support in the test split (one clip each here)
@@ -164,7 +166,7 @@ def test_report_audio_errors_name_the_file(run: TinyRun, tmp_path: Path) -> None
 def test_report_of_a_multi_label_evaluation_shows_per_class_ap(run: TinyRun, tmp_path: Path) -> None:
     import torch
 
-    from audioclf.training.metrics import compute_metrics
+    from audioclf.metrics import compute_metrics
 
     copy = tmp_path / "run"
     shutil.copytree(run.run_dir, copy)
@@ -184,6 +186,19 @@ def test_report_evaluates_on_the_store_named_in_the_runs_config(run: TinyRun) ->
     report = build_report(run.run_dir)
     assert {"confusion_matrix", "per_class_f1"} <= set(report.figures)
     assert "Per class (test)" in report.html and "<td>siren</td>" in report.html
+
+
+def test_a_report_that_scores_the_runs_store_imports_no_training_module(run: TinyRun) -> None:
+    # the auto-store path evaluates the checkpoint; it must not reach the training package
+    # (Lightning) by any route, lazy imports included
+    code = (
+        "import sys\nfrom audioclf.reporting import build_report\n"
+        f"report = build_report({str(run.run_dir)!r})\n"
+        "print('FIGURES', sorted(report.figures))\n"
+        "print('TRAINING', sorted(m for m in sys.modules if m.startswith('audioclf.training') or m == 'lightning'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'confusion_matrix'" in out and "TRAINING []" in out, out
 
 
 def test_one_metrics_table_per_split(run: TinyRun) -> None:

@@ -11,10 +11,10 @@ from audioclf.config import load_config
 from audioclf.data.catalog import create_source
 from audioclf.data.prepare import prepare_dataset
 from audioclf.data.store import StoreHeader, StoreWriter
+from audioclf.inference.evaluate import evaluate_checkpoint
+from audioclf.metrics import compute_metrics, d_prime
 from audioclf.models import create_model
 from audioclf.models.bundle import load_bundle_model
-from audioclf.training.evaluate import evaluate_checkpoint
-from audioclf.training.metrics import compute_metrics, d_prime
 from audioclf.training.task import ClassificationTask, parameter_groups
 from audioclf.training.trainer import train
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audioclf.training.evaluate import evaluate_checkpoint
+from audioclf.inference.evaluate import evaluate_checkpoint
 from tests.training.ddp_driver import KILLED_WORKERS
 from tests.training.helpers import make_store
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from audioclf.training.metrics import build_metrics, compute_metrics, metric_values
+from audioclf.metrics import compute_metrics
+from audioclf.training.metrics import build_metrics, metric_values
 
 
 def _single(n: int = 61, c: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.registry import Registry
 
 FRONTENDS: Registry[type[nn.Module]] = Registry("frontend")
@@ -105,13 +106,13 @@ class LogMel(nn.Module):
         super().__init__()
         fmax = sample_rate / 2 if fmax is None else fmax
         if not 0 <= fmin < fmax <= sample_rate / 2:
-            raise ValueError(
+            raise ConfigError(
                 f"log-mel needs 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}, "
                 f"sample_rate={sample_rate}"
             )
         win_length = win_length or n_fft
         if win_length > n_fft:
-            raise ValueError(f"win_length ({win_length}) must not exceed n_fft ({n_fft})")
+            raise ConfigError(f"win_length ({win_length}) must not exceed n_fft ({n_fft})")
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.hop_length = hop_length
@@ -132,7 +133,7 @@ class LogMel(nn.Module):
         x = waveform.float().unsqueeze(1)
         pad = self.n_fft // 2
         if x.shape[-1] <= pad:  # reflect padding needs more samples than it pads
-            raise ValueError(
+            raise ConfigError(
                 f"input of {x.shape[-1]} samples is too short for the log-mel frontend: "
                 f"it needs more than n_fft // 2 = {pad} samples"
             )
@@ -196,7 +197,7 @@ def kaldi_mel_banks(
     nyquist = 0.5 * sample_rate
     high = high_freq if high_freq > 0 else nyquist + high_freq
     if not 0.0 <= low_freq < high <= nyquist:
-        raise ValueError(
+        raise ConfigError(
             "Kaldi fbank needs 0 <= low_freq < high_freq <= sample_rate/2, got "
             f"low_freq={low_freq}, high_freq={high} (from {high_freq}), sample_rate={sample_rate}"
         )
@@ -230,7 +231,7 @@ def kaldi_window(name: str, length: int) -> torch.Tensor:
         return 0.54 - 0.46 * cosine
     if name == "rectangular":
         return torch.ones(length, dtype=torch.float64)
-    raise ValueError(f"unknown Kaldi window {name!r}; choose one of {', '.join(_KALDI_WINDOWS)}")
+    raise ConfigError(f"unknown Kaldi window {name!r}; choose one of {', '.join(_KALDI_WINDOWS)}")
 
 
 @register_frontend("kaldi_fbank")
@@ -269,7 +270,7 @@ class KaldiFbank(nn.Module):
         self.frame_length = int(sample_rate * frame_length_ms * 0.001)
         self.frame_shift = int(sample_rate * frame_shift_ms * 0.001)
         if self.frame_length < 2 or self.frame_shift < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"frame length/shift too short at {sample_rate} Hz: "
                 f"{frame_length_ms} ms / {frame_shift_ms} ms"
             )
@@ -317,7 +318,7 @@ class KaldiFbank(nn.Module):
             )
         # (a Python-side check: skipped while tracing for export, where lengths are symbolic)
         if not torch.jit.is_tracing() and waveform.shape[-1] < self.frame_length:
-            raise ValueError(
+            raise ConfigError(
                 f"KaldiFbank needs at least one frame ({self.frame_length} samples), "
                 f"got {waveform.shape[-1]}"
             )

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from audioclf.data.catalog.registry import ProgressFn
-from audioclf.errors import ArchiveError, AudioclfError, DataError, DownloadError
+from audioclf.errors import ArchiveError, AudioclfError, ConfigError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,10 @@ def parse_checksum(spec: str) -> tuple[str, str]:
     algo, sep, digest = spec.partition(":")
     algo, digest = algo.strip().lower(), digest.strip().lower()
     if not sep or algo not in hashlib.algorithms_guaranteed:
-        raise ValueError(f"checksum {spec!r} must look like 'sha256:<hex>' or 'md5:<hex>'")
+        raise ConfigError(f"checksum {spec!r} must look like 'sha256:<hex>' or 'md5:<hex>'")
     expected_len = hashlib.new(algo).digest_size * 2
     if len(digest) != expected_len or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"checksum {spec!r}: a {algo} digest is {expected_len} hex characters")
+        raise ConfigError(f"checksum {spec!r}: a {algo} digest is {expected_len} hex characters")
     return algo, digest
 
 

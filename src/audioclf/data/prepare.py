@@ -32,6 +32,7 @@ from audioclf.data.store import (
     read_clip_ids,
     write_shard_index,
 )
+from audioclf.errors import DataError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def prepare_dataset(
     labels = source.label_names()
     items = source.items()
     if not items:
-        raise ValueError(f"dataset {source.info.name!r}: no clips found under {source.root}")
+        raise DataError(f"dataset {source.info.name!r}: no clips found under {source.root}")
     header = StoreHeader(
         sample_rate=sample_rate,
         label_names=labels,
@@ -220,7 +221,7 @@ def prepare_dataset(
                 writer.tmp.unlink(missing_ok=True)
                 if not shard_size:
                     first = report.skipped[0]["reason"] if report.skipped else "?"
-                    raise ValueError(
+                    raise DataError(
                         f"dataset {source.info.name!r}: none of the {len(group)} clips could be decoded; first error: {first}"
                     )
                 # a shard whose every clip failed is left out (and retried by the next run)
@@ -230,7 +231,7 @@ def prepare_dataset(
             shards.append(path.name)
     if shard_size and not shards:
         first = report.skipped[0]["reason"] if report.skipped else "?"
-        raise ValueError(f"dataset {source.info.name!r}: no clip could be decoded; first error: {first}")
+        raise DataError(f"dataset {source.info.name!r}: no clip could be decoded; first error: {first}")
     if shard_size:
         write_shard_index(out, shards)
 
@@ -273,7 +274,7 @@ def _check_kept_shard(path: Path, group: list[Item]) -> None:
     would duplicate or drop clips."""
     stray = set(read_clip_ids(path)) - {it.clip_id for it in group}
     if stray:
-        raise ValueError(
+        raise StoreError(
             f"{path}: this finished shard holds {len(stray)} clip(s) that are not in its slice of the "
             f"dataset now (e.g. {sorted(stray)[:3]}): the clip list or shard size changed since it was "
             "written; pass --overwrite to `audioclf prepare` (overwrite=True in Python) to rebuild the store"

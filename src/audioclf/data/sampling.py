@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from audioclf.errors import DataError
+
 
 def dist_rank_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the given values, else the initialised process group's,
@@ -92,7 +94,7 @@ class BalancedSampler(_Sharded, Sampler[int]):
         self.class_members = [np.flatnonzero(targets[:, c]) for c in range(targets.shape[1])]
         self.classes = np.array([c for c, m in enumerate(self.class_members) if m.size])
         if self.classes.size == 0:
-            raise ValueError("balanced sampler: no class has any clip")
+            raise DataError("balanced sampler: no class has any clip")
         self.num_samples = num_samples or targets.shape[0]
         self.seed = seed
         self._init_shard(rank, world_size)
@@ -205,7 +207,7 @@ def shard_batches(n: int, batch_size: int, rank: int, world_size: int) -> list[l
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if n < 2 * world_size:
-        raise ValueError(
+        raise DataError(
             f"{n} training clips are too few for {world_size} process(es): every process needs a batch of at least 2"
         )
     stream = list(range(rank, n, world_size))

@@ -40,7 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from audioclf.errors import StoreError
+from audioclf.errors import DataError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,13 @@ class StoreHeader:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise DataError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+            raise DataError(f"sample_rate must be positive, got {self.sample_rate}")
         if not self.label_names:
-            raise ValueError("a store needs at least one label name")
+            raise DataError("a store needs at least one label name")
         if len(set(self.label_names)) != len(self.label_names):
-            raise ValueError("label names must be unique")
+            raise DataError("label names must be unique")
 
     @property
     def num_classes(self) -> int:
@@ -196,9 +196,9 @@ class StoreWriter:
         """
         audio = np.asarray(audio)
         if audio.ndim != 1 or audio.size == 0:
-            raise ValueError(f"clip {clip_id!r}: audio must be a non-empty 1-D array, got shape {audio.shape}")
+            raise DataError(f"clip {clip_id!r}: audio must be a non-empty 1-D array, got shape {audio.shape}")
         if clip_id in self.written_ids:
-            raise ValueError(f"clip id {clip_id!r} is already in the store")
+            raise DataError(f"clip id {clip_id!r} is already in the store")
         self._buf.append((audio, self._check_target(target, clip_id), int(fold), split, clip_id, source))
         self.written_ids.add(clip_id)
         if len(self._buf) >= _FLUSH_CLIPS:
@@ -209,19 +209,19 @@ class StoreWriter:
         if self.header.task == "single_label":
             t = int(target)
             if not 0 <= t < c:
-                raise ValueError(f"clip {clip_id!r}: class index {t} outside 0..{c - 1}")
+                raise DataError(f"clip {clip_id!r}: class index {t} outside 0..{c - 1}")
             return t
         # A bool/uint8/float vector of length C is a multi-hot vector; anything else
         # (python list, int array) is a list of class indices.
         arr = np.asarray(target)
         if arr.shape == (c,) and arr.dtype.kind in "buf":
             if not np.isin(arr, (0, 1)).all():
-                raise ValueError(f"clip {clip_id!r}: multi-hot target must hold only 0 and 1")
+                raise DataError(f"clip {clip_id!r}: multi-hot target must hold only 0 and 1")
             return arr.astype(np.uint8)
         hot = np.zeros(c, np.uint8)
         idx = arr.astype(np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= c):
-            raise ValueError(f"clip {clip_id!r}: class indices {idx.tolist()} outside 0..{c - 1}")
+            raise DataError(f"clip {clip_id!r}: class indices {idx.tolist()} outside 0..{c - 1}")
         hot[idx] = 1
         return hot
 

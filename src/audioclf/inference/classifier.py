@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from audioclf.audio.io import check_samples, load_audio, resample, stream_audio
+from audioclf.errors import AudioError, CheckpointError, ConfigError
 from audioclf.inference.timeline import Timeline, WindowCutter, ranked, split_blocks
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,14 @@ class Classifier:
     ) -> Classifier:
         if runtime in ("torch", "compile"):
             if options:
-                raise ValueError(f"runtime={runtime!r} takes no options (got {', '.join(options)})")
+                raise ConfigError(f"runtime={runtime!r} takes no options (got {', '.join(options)})")
             if runtime == "compile":
                 model.compile()  # in place: weights, names and device unchanged
             return cls(model, info, device)
         from audioclf.inference.onnx_runtime import onnx_module
 
         if torch.device(device).type != "cpu":
-            raise ValueError(f"runtime={runtime!r} runs on the CPU; use runtime='torch' for device {device}")
+            raise ConfigError(f"runtime={runtime!r} runs on the CPU; use runtime='torch' for device {device}")
         return cls(onnx_module(model.cpu(), info, runtime, **options), {**info, "runtime": runtime})
 
     @classmethod
@@ -130,7 +131,7 @@ class Classifier:
 
     def _require_head(self) -> None:
         if not self.has_head:
-            raise ValueError(
+            raise CheckpointError(
                 f"{self.info.get('source', 'this model')}: a pre-trained encoder without a classifier head; "
                 "use it for embeddings (`audioclf embed`) or fine-tune it (model.pretrained=...)"
             )
@@ -166,7 +167,7 @@ class Classifier:
         of them per forward pass. ``windows`` is a ``(windows, clip_samples)`` array or an
         iterable of ``(clip_samples,)`` windows, consumed one batch at a time."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if isinstance(windows, np.ndarray):
             batches: Iterable[np.ndarray] = (windows[i : i + batch_size] for i in range(0, len(windows), batch_size))
         else:
@@ -230,12 +231,12 @@ class Classifier:
         win = self.clip_samples if window is None else int(round(window * self.sample_rate))
         step = win // 2 if hop is None else int(round(hop * self.sample_rate))
         if win < 1 or step < 1:
-            raise ValueError(f"window and hop must be positive and at least one sample, got window={window}, hop={hop}")
+            raise ConfigError(f"window and hop must be positive and at least one sample, got window={window}, hop={hop}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if isinstance(audio, (str, Path)):
             if sample_rate is not None:
-                raise ValueError("sample_rate applies to arrays; a file's own rate is read from its header")
+                raise ConfigError("sample_rate applies to arrays; a file's own rate is read from its header")
             blocks: Iterable[np.ndarray] = stream_audio(audio, self.sample_rate, block_seconds)
         else:
             wave = self.load_waveform(audio, sample_rate)
@@ -265,7 +266,7 @@ class Classifier:
         if wave.ndim == 2:  # (channels, samples) or (samples, channels): average the short axis
             wave = wave.mean(axis=int(np.argmin(wave.shape)))
         if wave.ndim != 1 or wave.size == 0:
-            raise ValueError(f"audio array must be non-empty mono (samples,) or 2-D multi-channel, got shape {np.shape(audio)}")
+            raise AudioError(f"audio array must be non-empty mono (samples,) or 2-D multi-channel, got shape {np.shape(audio)}")
         check_samples(wave, "audio array")
         sr = sample_rate or self.sample_rate
         return resample(wave, sr, self.sample_rate) if sr != self.sample_rate else wave

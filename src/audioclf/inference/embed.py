@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audioclf.errors import ConfigError, DataError, MissingDependencyError
 from audioclf.inference.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _embed_clips(
     """``clips``: ``(name, label, waveform at the model rate)``; windows of consecutive clips
     are batched together, each clip's window embeddings averaged."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     names: list[str] = []
     labels: list[str] = []
     sums: list[np.ndarray | None] = []
@@ -78,7 +79,7 @@ def _embed_clips(
     if pending:
         flush()
     if not names:
-        raise ValueError("nothing to embed: no files or clips given")
+        raise ConfigError("nothing to embed: no files or clips given")
     emb = np.stack([s / c for s, c in zip(sums, counts, strict=True)]).astype(np.float32)  # type: ignore[operator]
     return Embeddings(emb, names, labels)
 
@@ -136,7 +137,7 @@ def write_embeddings(emb: Embeddings, out: str | Path) -> list[Path]:
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in EMBEDDING_FORMATS:
-        raise ValueError(f"--out {out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
+        raise ConfigError(f"--out {out}: embeddings are written as {', '.join(EMBEDDING_FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
         np.save(out, emb.embeddings)
@@ -153,7 +154,7 @@ def write_embeddings(emb: Embeddings, out: str | Path) -> list[Path]:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise ValueError(f"--out {out}: writing parquet needs pyarrow (pip install pyarrow), "
+        raise MissingDependencyError(f"--out {out}: writing parquet needs pyarrow (pip install pyarrow), "
                          "or write .npy/.npz instead") from err
     table = pa.table({
         "name": emb.names,
@@ -181,4 +182,4 @@ def read_embeddings(path: str | Path) -> Embeddings:
         t = pq.read_table(path)
         emb = np.asarray(t.column("embedding").combine_chunks().flatten(), dtype=np.float32).reshape(t.num_rows, -1)
         return Embeddings(emb, t.column("name").to_pylist(), t.column("label").to_pylist())
-    raise ValueError(f"{path}: not an embeddings file ({', '.join(EMBEDDING_FORMATS)})")
+    raise DataError(f"{path}: not an embeddings file ({', '.join(EMBEDDING_FORMATS)})")

@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioclf.errors import AudioclfError, CheckpointError, ConfigError, MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 17  # LayerNormalization and the reflect Pad the frontends need are there
@@ -51,7 +53,7 @@ METADATA_FILE = "audioclf.json"  # TorchScript extra file holding the metadata
 FRONTEND_MODES = ("inside", "separate")
 
 
-class ExportError(ValueError):
+class ExportError(AudioclfError, ValueError):
     """A model could not be exported, or its exported file disagrees with PyTorch."""
 
 
@@ -111,7 +113,7 @@ def _write_onnx(
     try:
         import onnx
     except ImportError as err:
-        raise ImportError("ONNX export needs the onnx package: pip install 'audioclf[export]'") from err
+        raise MissingDependencyError("ONNX export needs the onnx package: pip install 'audioclf[export]'") from err
     # traced with autograd on: under no_grad, nn.TransformerEncoder switches to a fused
     # inference kernel (aten::_transformer_encoder_layer_fwd) that has no ONNX mapping
     with _quiet_tracing():
@@ -131,7 +133,7 @@ def _run_onnx(path: Path, x: np.ndarray, input_name: str) -> np.ndarray:
     try:
         import onnxruntime as ort
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "checking an ONNX export needs onnxruntime: pip install 'audioclf[export]' (or skip the check: --no-verify, verify=False in Python)"
         ) from err
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -182,7 +184,7 @@ def list_formats() -> list[str]:
 
 def _exporter(fmt: str) -> Exporter:
     if fmt not in EXPORTERS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(list_formats())}")
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(list_formats())}")
     return EXPORTERS[fmt]
 
 
@@ -194,7 +196,7 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"exported model not found: {path}")
     by_suffix = {e.suffix: e for e in EXPORTERS.values()}
     if path.suffix not in by_suffix:
-        raise ValueError(f"{path}: not an exported model (expected {' or '.join(by_suffix)})")
+        raise CheckpointError(f"{path}: not an exported model (expected {' or '.join(by_suffix)})")
     raw = by_suffix[path.suffix].read_metadata(path)
     return {k: _decode(v) for k, v in raw.items()}
 
@@ -319,14 +321,14 @@ def export_model(
     """
     exporter = _exporter(format)
     if frontend not in FRONTEND_MODES:
-        raise ValueError(f"frontend must be one of {', '.join(FRONTEND_MODES)}, got {frontend!r}")
+        raise ConfigError(f"frontend must be one of {', '.join(FRONTEND_MODES)}, got {frontend!r}")
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+        raise ConfigError(f"opset must be >= {MIN_OPSET}, got {opset}")
     info = dict(info) if info is not None else _default_info(model, type(model).__name__)
     name = str(info.get("model") or type(model).__name__)
     out = Path(out)
     if out.suffix != exporter.suffix:
-        raise ValueError(f"{out}: a {format} export is written to a {exporter.suffix} file")
+        raise ConfigError(f"{out}: a {format} export is written to a {exporter.suffix} file")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = bundle_metadata(info, format, frontend)
     clip, rate = meta["clip_samples"], meta["sample_rate"]
@@ -412,7 +414,7 @@ def export_checkpoint(
     dest = Path(out) if out is not None else checkpoint.with_suffix(exporter.suffix)
     for path in (dest, *(p for p in _side_files(dest, exporter, frontend) if p is not None)):
         if _same_file(path, checkpoint):
-            raise ValueError(
+            raise ConfigError(
                 f"exporting {checkpoint} to {dest} would overwrite the checkpoint itself ({path} is {checkpoint}): "
                 "give another output file (--out)"
             )

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioclf.errors import CheckpointError, ConfigError, DataError, MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "compile", "onnx", "onnx-int8")
@@ -43,7 +45,7 @@ def _ort() -> Any:
     try:
         import onnxruntime as ort
     except ImportError as err:
-        raise ImportError("the ONNX runtime needs onnxruntime: pip install 'audioclf[export]'") from err
+        raise MissingDependencyError("the ONNX runtime needs onnxruntime: pip install 'audioclf[export]'") from err
     return ort
 
 
@@ -73,7 +75,7 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(logits)
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
-        raise ValueError(f"{self.path.name}: an ONNX export ends at the logits; embed with runtime='torch'")
+        raise ConfigError(f"{self.path.name}: an ONNX export ends at the logits; embed with runtime='torch'")
 
 
 # --- int8 ---------------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ def calibration_clips(store: str | Path, clip_samples: int, count: int = 64, *, 
     s = Store(store)
     idx = s.indices(split=split) if split is not None and split in s.split_names() else np.arange(len(s))
     if idx.size == 0:
-        raise ValueError(f"{store}: no clips to calibrate int8 quantisation on")
+        raise DataError(f"{store}: no clips to calibrate int8 quantisation on")
     pick = np.sort(np.random.default_rng(seed).permutation(idx)[: min(count, idx.size)])
     ds = ClipDataset(s, pick, clip_samples)
     return np.stack([ds[i][0].numpy() for i in range(len(ds))])
@@ -123,7 +125,7 @@ def quantize_int8(src: str | Path, dest: str | Path, calibration: np.ndarray) ->
 
     src, dest = Path(src), Path(dest)
     if len(calibration) == 0:
-        raise ValueError("int8 quantisation needs calibration clips")
+        raise ConfigError("int8 quantisation needs calibration clips")
     proto = onnx.load(str(src))
     input_name = proto.graph.input[0].name
     exclude = _frontend_nodes(proto)
@@ -163,13 +165,13 @@ def onnx_module(model: nn.Module, info: Mapping[str, Any], runtime: str = "onnx"
     from audioclf.inference.export import export_model
 
     if runtime not in ("onnx", "onnx-int8"):
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_model(model, path, "onnx", info=info)
         if runtime == "onnx-int8":
             if calibration is None:
-                raise ValueError("runtime='onnx-int8' needs calibration clips: pass calibration=<store path or array>")
+                raise ConfigError("runtime='onnx-int8' needs calibration clips: pass calibration=<store path or array>")
             clips = (calibration_clips(calibration, int(info["clip_samples"]), calibration_clips_count)
                      if isinstance(calibration, (str, Path)) else np.asarray(calibration, np.float32))
             path = quantize_int8(path, Path(tmp) / "model.int8.onnx", clips)
@@ -184,9 +186,9 @@ def info_from_onnx(path: str | Path) -> dict[str, Any]:
     meta = read_export_metadata(path)
     missing = [k for k in ("label_names", "sample_rate", "clip_samples", "task") if k not in meta]
     if missing:
-        raise ValueError(f"{path}: not an audioclf ONNX export (metadata lacks {', '.join(missing)})")
+        raise CheckpointError(f"{path}: not an audioclf ONNX export (metadata lacks {', '.join(missing)})")
     if meta.get("input") != "waveform":
-        raise ValueError(f"{path}: exported with frontend='separate'; the ONNX runtime needs a waveform-input export")
+        raise CheckpointError(f"{path}: exported with frontend='separate'; the ONNX runtime needs a waveform-input export")
     return {**meta, "num_classes": len(meta["label_names"]), "runtime": "onnx"}
 
 

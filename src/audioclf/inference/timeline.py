@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from audioclf.errors import AudioError, ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ class WindowCutter:
 
     def __init__(self, window: int, hop: int) -> None:
         if window < 1 or hop < 1:
-            raise ValueError(f"window and hop must be at least one sample, got window={window}, hop={hop}")
+            raise ConfigError(f"window and hop must be at least one sample, got window={window}, hop={hop}")
         self.window = window
         self.hop = hop
         self._buffer = np.zeros(0, dtype=np.float32)
@@ -71,7 +73,7 @@ class WindowCutter:
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         if self.total == 0:
-            raise ValueError("no audio samples to cut into windows")
+            raise AudioError("no audio samples to cut into windows")
         if self.total < self.window:
             return [(0, np.pad(self._buffer, (0, self.window - self.total)))]
         if self._last_end < self.total:
@@ -95,7 +97,7 @@ def split_blocks(audio: np.ndarray, block: int) -> Iterator[np.ndarray]:
 def count_windows(total: int, window: int, hop: int) -> int:
     """How many windows :class:`WindowCutter` cuts from ``total`` samples (without cutting them)."""
     if window < 1 or hop < 1:
-        raise ValueError(f"window and hop must be at least one sample, got window={window}, hop={hop}")
+        raise ConfigError(f"window and hop must be at least one sample, got window={window}, hop={hop}")
     if total <= window:
         return 1
     grid = (total - window) // hop + 1
@@ -120,7 +122,7 @@ def frame_edges(times: Iterable[float] | np.ndarray, duration: float) -> np.ndar
 def _file_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a directory: give the path of a file to write")
+        raise ConfigError(f"{path} is a directory: give the path of a file to write")
     return path
 
 
@@ -283,7 +285,7 @@ class Timeline:
         }
         suffix = Path(path).suffix.lower()
         if suffix not in writers:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: a timeline is written as {' or '.join(writers)}, not {suffix or 'no suffix'!r}"
             )
         return writers[suffix]()

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from audioclf.audio.frontends import FbankNormalize, KaldiFbank
+from audioclf.errors import CheckpointError
 from audioclf.models.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class AST(nn.Module):
             if getattr(theirs, key) != getattr(self.config, key)
         ]
         if differ:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: AST checkpoint was made for another architecture ({'; '.join(differ)}); "
                 "build the model with matching settings"
             )
@@ -208,7 +209,7 @@ class AST(nn.Module):
         if prep.get("do_normalize") is False:
             differ.append("do_normalize: checkpoint False vs model True")
         if differ:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: the checkpoint's features differ from this model's frontend "
                 f"({'; '.join(differ)}); "
                 "pass matching settings (fbank_mean, fbank_std, max_length)"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.models.layers.head import ClassifierHead
 from audioclf.models.layers.inputs import LogMelModel
 from audioclf.models.layers.pooling import freq_mean_time_mean_max
@@ -160,7 +161,7 @@ class PiczakCNN(LogMelModel):
     ) -> None:
         band_span = 57  # the first conv covers 57 of the 60 bands (slight frequency invariance)
         if n_mels < band_span + 3:
-            raise ValueError(f"piczak_cnn needs n_mels >= {band_span + 3}, got {n_mels}")
+            raise ConfigError(f"piczak_cnn needs n_mels >= {band_span + 3}, got {n_mels}")
         # no bn0: the log-mel is standardised per clip
         super().__init__(
             num_classes, sample_rate, clip_seconds, n_fft, hop_length, n_mels, fmin, fmax, bn0=False
@@ -178,7 +179,7 @@ class PiczakCNN(LogMelModel):
         )
         frames = self.frontend.num_frames(self.clip_samples)
         if frames < 17:
-            raise ValueError(f"piczak_cnn needs clips of at least 17 frames, got {frames}")
+            raise ConfigError(f"piczak_cnn needs clips of at least 17 frames, got {frames}")
         flat = _flat_size(self.features, in_ch, frames, n_mels)
         self.dense = nn.Sequential(
             nn.Linear(flat, hidden),
@@ -228,7 +229,7 @@ class VGGLike(LogMelModel):
         cin = 1
         for i, stage in enumerate(stages):
             if len(stage) != 2 or min(stage) < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"vgg_like: stages[{i}] must be [channels, convs] >= 1, got {list(stage)}"
                 )
             cout, convs = stage
@@ -237,7 +238,7 @@ class VGGLike(LogMelModel):
                 cin = cout
             layers.append(nn.MaxPool2d(2))
         if n_mels < 2 ** len(stages):
-            raise ValueError(
+            raise ConfigError(
                 f"vgg_like: {len(stages)} stages halve the bins; need n_mels >= {2 ** len(stages)}"
             )
         self.features = nn.Sequential(*layers)
@@ -275,7 +276,7 @@ class CRNN(LogMelModel):
         dropout: float = 0.3,
     ) -> None:
         if n_mels < 2 ** len(channels):
-            raise ValueError(
+            raise ConfigError(
                 f"crnn: {len(channels)} blocks halve the bins; need n_mels >= {2 ** len(channels)}"
             )
         super().__init__(
@@ -335,7 +336,7 @@ class SimpleCNN(LogMelModel):
         self.normalize = normalize
         frames = self.frontend.num_frames(self.clip_samples)
         if min(frames, n_mels) < 8:
-            raise ValueError(
+            raise ConfigError(
                 f"simple_cnn pools 3 times by 2: needs >= 8 frames and bands, got {frames} x {n_mels}"
             )
         self.conv1 = nn.Conv2d(1, 16, 3, padding=1)

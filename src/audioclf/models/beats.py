@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioclf.audio.frontends import FbankNormalize, KaldiFbank
-from audioclf.errors import ConfigError
+from audioclf.errors import CheckpointError, ConfigError
 from audioclf.models.layers.head import ClassifierHead
 from audioclf.models.registry import register_model
 
@@ -81,11 +81,11 @@ class BEATsConfig:
         }
         for key, value in fixed.items():
             if getattr(self, key) != value:
-                raise ValueError(
+                raise ConfigError(
                     f"BEATs: {key}={getattr(self, key)!r} is not supported (only {value!r})"
                 )
         if self.encoder_embed_dim % self.encoder_attention_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"BEATs: encoder_embed_dim ({self.encoder_embed_dim}) must be divisible by "
                 f"encoder_attention_heads ({self.encoder_attention_heads})"
             )
@@ -140,7 +140,7 @@ class WeightNormConv1d(nn.Module):
     def __init__(self, channels: int, kernel_size: int, groups: int) -> None:
         super().__init__()
         if channels % groups:
-            raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
+            raise ConfigError(f"channels ({channels}) must be divisible by groups ({groups})")
         self.kernel_size = kernel_size
         self.groups = groups
         # init as in wav2vec 2.0's positional convolution: std sqrt(4 / (kernel * channels))
@@ -426,7 +426,7 @@ class BEATs(nn.Module):
         are dropped. ``frame_mask`` ``(B, frames)`` is True at padded frames.
         """
         if fbank.shape[1] < self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"BEATs needs at least {self.patch_size} fbank frames "
                 f"({(self.patch_size - 1) * 160 + 400} samples at 16 kHz), got {fbank.shape[1]}"
             )
@@ -492,7 +492,7 @@ class BEATs(nn.Module):
             if key in cfg and cfg[key] != own[key]
         ]
         if differ:
-            raise ValueError(
+            raise CheckpointError(
                 "BEATs checkpoint was made for another architecture (" + "; ".join(differ) + "); "
                 "build the model with matching settings"
             )

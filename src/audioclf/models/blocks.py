@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.models.layers.activations import ACTIVATIONS, create_activation, list_activations
 from audioclf.models.layers.dropblock import RandomDropBlock
 from audioclf.models.layers.inputs import LogMelModel
@@ -54,7 +55,7 @@ from audioclf.models.layers.pooling import POOLING_MODES, GlobalPool
 from audioclf.models.registry import register_model
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """A block spec that cannot be built; the message names the block and the option."""
 
 

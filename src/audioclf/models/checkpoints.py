@@ -139,7 +139,7 @@ def load_state_into(
     if bad_shape:
         problems.append(f"shape mismatch: {_short(bad_shape)}")
     if problems:
-        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
     model.load_state_dict(filtered, strict=False)
     if skipped or missing:
         log.info(
@@ -160,7 +160,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> nn.Module:
     if path.is_dir():
         loader = getattr(model, "load_pretrained_dir", None)
         if loader is None:
-            raise ValueError(f"{path} is a directory, but {type(model).__name__} loads files only")
+            raise CheckpointError(f"{path} is a directory, but {type(model).__name__} loads files only")
         loader(path)
         return model
     obj = read_checkpoint_file(path)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audioclf.errors import ConfigError
 from audioclf.models.layers.inputs import require_clip_length
 from audioclf.models.registry import register_model
 
@@ -206,11 +207,11 @@ class EAT(nn.Module):
         super().__init__()
         factors = tuple(int(f) for f in factors)
         if not factors or min(factors) < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"EAT: factors must be a non-empty list of ints >= 2, got {list(factors)}"
             )
         if embed_dim % nhead:
-            raise ValueError(f"EAT: embed_dim ({embed_dim}) must be divisible by nhead ({nhead})")
+            raise ConfigError(f"EAT: embed_dim ({embed_dim}) must be divisible by nhead ({nhead})")
         self.sample_rate = int(sample_rate)
         self.clip_samples = int(seq_len)
         self.num_classes = num_classes
@@ -276,7 +277,7 @@ class EAT(nn.Module):
             while lo < hi:
                 mid = (lo + hi) // 2
                 lo, hi = (lo, mid) if self._tokens_for(mid) is not None else (mid + 1, hi)
-            raise ValueError(
+            raise ConfigError(
                 f"EAT: seq_len {samples} is too short for factors {list(self.factors)}: the "
                 f"dilated residual blocks need at least {lo} samples"
             )

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import AudioclfError
+
 log = logging.getLogger(__name__)
 
 HF_PREFIX = "hf:"
@@ -56,7 +58,7 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _SOURCE_RE = re.compile(rf"^(?P<repo>{_NAME}/{_NAME})(?:/(?P<file>[^@]+?))?(?:@(?P<rev>[^@]+))?$")
 
 
-class HubError(ValueError):
+class HubError(AudioclfError, ValueError):
     """A Hub source that cannot be parsed, found or read; the message names it."""
 
 

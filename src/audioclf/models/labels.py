@@ -16,6 +16,8 @@ import io
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
+from audioclf.errors import CheckpointError
+
 AUDIOSET_LABELS_FILE = "audioset_class_labels_indices.csv"
 AUDIOSET_NUM_CLASSES = 527
 
@@ -46,7 +48,7 @@ def names_for_mids(mids: Sequence[str], *, source: str = "checkpoint") -> list[s
     by_mid = dict(audioset_table())
     unknown = [m for m in mids if m not in by_mid]
     if unknown:
-        raise ValueError(f"{source}: labels {unknown[:5]} are not AudioSet mids (of class_labels_indices.csv)")
+        raise CheckpointError(f"{source}: labels {unknown[:5]} are not AudioSet mids (of class_labels_indices.csv)")
     return [by_mid[m] for m in mids]
 
 
@@ -58,9 +60,9 @@ def names_from_label_dict(label_dict: Mapping[int, str], num_classes: int, *, so
     try:
         index = {int(k): str(v) for k, v in label_dict.items()}
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{source}: label_dict must map output indices to AudioSet mids ({err})") from err
+        raise CheckpointError(f"{source}: label_dict must map output indices to AudioSet mids ({err})") from err
     if sorted(index) != list(range(num_classes)):
-        raise ValueError(
+        raise CheckpointError(
             f"{source}: label_dict covers {len(index)} indices, the head has {num_classes} outputs "
             f"(expected exactly the indices 0..{num_classes - 1})"
         )

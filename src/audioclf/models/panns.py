@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audioclf.errors import CheckpointError, ConfigError
 from audioclf.models.layers.head import ClassifierHead
 from audioclf.models.layers.inputs import LogMelModel
 from audioclf.models.layers.masking import SpecAugment
@@ -149,7 +150,7 @@ class PANNsCNN(LogMelModel):
         freeze_backbone: bool = False,
     ) -> None:
         if len(channels) != len(pools):
-            raise ValueError(f"channels {channels} and pools {pools} must have one entry per block")
+            raise ConfigError(f"channels {channels} and pools {pools} must have one entry per block")
         # the frontend, and one batch norm per mel bin (``bn0``, applied with mel bins as channels)
         super().__init__(
             num_classes, sample_rate, clip_seconds, n_fft, hop_length, n_mels, fmin, fmax
@@ -205,7 +206,7 @@ class PANNsCNN(LogMelModel):
         x = self.normalize_bins(spec)  # (B, 1, T, n_mels)
         frames = x.shape[2]
         if frames < self.min_frames:
-            raise ValueError(
+            raise ConfigError(
                 f"the input gives {frames} frames; the pooling needs at least {self.min_frames}"
             )
         x = self.spec_augmenter(x)
@@ -236,7 +237,7 @@ class PANNsCNN(LogMelModel):
         rename = dict(self.published_frontend_keys)
         absent = [k for k in rename if k not in state]
         if absent:
-            raise ValueError(
+            raise CheckpointError(
                 f"published PANNs checkpoint lacks frontend entries: {', '.join(absent)}"
             )
         return {rename.get(k, k): v for k, v in state.items()}

@@ -42,10 +42,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from audioclf.errors import ConfigError
+from audioclf.errors import CheckpointError
 from audioclf.models.bundle import is_bundle, model_from_bundle
 from audioclf.models.checkpoints import extract_state_dict, load_state_into, read_checkpoint_file
 from audioclf.models.registry import cache_dir, create_model, get_model_info, list_models
+from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +90,22 @@ class PretrainedEntry:
         return "none published (SHA-256 recorded on first download)"
 
 
-_CATALOG: dict[str, PretrainedEntry] = {}
+_CATALOG: Registry[PretrainedEntry] = Registry("pretrained model")
 
 
 def register_pretrained(entry: PretrainedEntry) -> PretrainedEntry:
-    if entry.name in _CATALOG and _CATALOG[entry.name] != entry:
-        raise ValueError(f"pretrained entry {entry.name!r} is registered twice")
-    _CATALOG[entry.name] = entry
-    return entry
+    """Add ``entry`` to the catalog under its name (a taken name is an error)."""
+    return _CATALOG.add(entry.name, entry)
 
 
 def list_pretrained() -> list[str]:
     """Catalog names, in registration order."""
-    return list(_CATALOG)
+    return _CATALOG.names()
 
 
 def get_pretrained(name: str) -> PretrainedEntry:
-    if name not in _CATALOG:
-        raise ConfigError(f"unknown pretrained model {name!r}; catalog: {', '.join(_CATALOG)}")
-    return _CATALOG[name]
+    """The catalog entry ``name``; :class:`ConfigError` listing the catalog if there is none."""
+    return _CATALOG.get(name)
 
 
 _PANNS_PAPER = "Kong et al. 2020, PANNs (arXiv:1912.10211), Table"
@@ -232,22 +230,17 @@ class Recognised:
 
 
 Recogniser = Callable[[Any, Path], "Recognised | None"]
-_RECOGNISERS: dict[str, Recogniser] = {}
+_RECOGNISERS: Registry[Recogniser] = Registry("checkpoint recogniser")
 
 
 def register_recogniser(kind: str) -> Callable[[Recogniser], Recogniser]:
     """Add a recogniser ``fn(checkpoint object, path) -> Recognised | None`` (None: not mine)."""
-
-    def wrap(fn: Recogniser) -> Recogniser:
-        _RECOGNISERS[kind] = fn
-        return fn
-
-    return wrap
+    return _RECOGNISERS.register(kind)
 
 
 def recognise(obj: Any, path: Path) -> Recognised | None:
-    """The first recogniser that claims ``obj``; None when none does."""
-    for fn in _RECOGNISERS.values():
+    """The first recogniser that claims ``obj`` (in registration order); None when none does."""
+    for _, fn in _RECOGNISERS.items():
         found = fn(obj, path)
         if found is not None:
             return found
@@ -277,11 +270,11 @@ def _recognise_panns(obj: Any, path: Path) -> Recognised | None:
     double = "conv_block1.conv2.weight" in state
     arch = {(6, True): "cnn14", (4, True): "cnn10", (4, False): "cnn6"}.get((len(blocks), double))
     if arch is None:
-        raise ValueError(f"{path}: a PANNs checkpoint with {len(blocks)} {'double' if double else 'single'} conv "
+        raise CheckpointError(f"{path}: a PANNs checkpoint with {len(blocks)} {'double' if double else 'single'} conv "
                          "blocks: not CNN6, CNN10 or CNN14 (the architectures audioclf implements)")
     n_fft = int(state["spectrogram_extractor.stft.conv_real.weight"].shape[-1])
     if n_fft not in _PANNS_FRONTENDS:
-        raise ValueError(f"{path}: PANNs frontend with a {n_fft}-point STFT; known: {sorted(_PANNS_FRONTENDS)}")
+        raise CheckpointError(f"{path}: PANNs frontend with a {n_fft}-point STFT; known: {sorted(_PANNS_FRONTENDS)}")
     settings = dict(_PANNS_FRONTENDS[n_fft])
     n_mels = int(state["logmel_extractor.melW"].shape[1])
     if n_mels != 64:
@@ -340,7 +333,7 @@ def _recognise_eat(obj: Any, path: Path) -> Recognised | None:
     # sizes of the paper's Table 1 (the head count, not in the weights, comes with the variant)
     variants = {(16, 128): "eat_s", (32, 256): "eat_m"}
     if (nf, embed_dim) not in variants:
-        raise ValueError(f"{path}: an EAT checkpoint with nf={nf}, embed_dim={embed_dim}: not EAT-S (16, 128) "
+        raise CheckpointError(f"{path}: an EAT checkpoint with nf={nf}, embed_dim={embed_dim}: not EAT-S (16, 128) "
                          "or EAT-M (32, 256); name the model with --model and its settings in a recipe")
     arch = variants[(nf, embed_dim)]
     stride = math.prod(factors) * 4
@@ -381,7 +374,7 @@ def _recognise_espnet(obj: Any, path: Path) -> Recognised | None:
         else:
             unknown.append(k)
     if unknown:
-        raise ValueError(f"{path}: ESPnet BEATs checkpoint with modules audioclf's BEATs does not have: "
+        raise CheckpointError(f"{path}: ESPnet BEATs checkpoint with modules audioclf's BEATs does not have: "
                          f"{', '.join(unknown[:6])} (weighted layers, downsampling or adapters are not supported)")
     cfg = _espnet_beats_cfg(mapped)
     num_classes = int(mapped["predictor.weight"].shape[0])
@@ -391,7 +384,7 @@ def _recognise_espnet(obj: Any, path: Path) -> Recognised | None:
     if config:
         pooling = (config.get("decoder_conf") or {}).get("pooling", "mean")
         if pooling != "mean":
-            raise ValueError(f"{path}: ESPnet decoder pooling {pooling!r}; audioclf's BEATs head averages (mean)")
+            raise CheckpointError(f"{path}: ESPnet decoder pooling {pooling!r}; audioclf's BEATs head averages (mean)")
         # ESPnet token lists may carry special symbols (<blank>, <unk>, ...) besides the classes
         tokens = [str(t) for t in config.get("token_list") or [] if not re.fullmatch(r"<[^>]*>", str(t))]
         if len(tokens) == num_classes:
@@ -439,7 +432,7 @@ def _espnet_config(path: Path) -> dict[str, Any] | None:
                 try:
                     data = yaml.safe_load(cand.read_text(encoding="utf-8"))
                 except yaml.YAMLError as err:
-                    raise ValueError(f"{cand}: unreadable ESPnet config ({err})") from err
+                    raise CheckpointError(f"{cand}: unreadable ESPnet config ({err})") from err
                 if isinstance(data, dict) and ("token_list" in data or "encoder" in data):
                     return data
     return None
@@ -468,14 +461,14 @@ def load_published(
     found = recognise(obj, path)
     if found is None and model is None:
         kinds = ", ".join(_RECOGNISERS)
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: not an audioclf checkpoint and not a published layout audioclf recognises ({kinds}); "
             f"top-level keys: {_keys(obj)}. Name the architecture with --model NAME (model= in Python); "
             f"registered models: {', '.join(list_models())}"
         )
     if found is not None and model is not None and model != found.architecture:
         if get_model_info(model).family != get_model_info(found.architecture).family:
-            raise ValueError(f"{path}: --model {model} was given, but the file is a {found.kind} checkpoint "
+            raise CheckpointError(f"{path}: --model {model} was given, but the file is a {found.kind} checkpoint "
                              f"({found.architecture})")
         found.architecture = model
     if found is None:
@@ -525,7 +518,7 @@ def load_checkpoint_source(path: str | Path, *, model: str | None = None) -> tup
     if is_bundle(obj):
         net, info = model_from_bundle(obj, source=str(path))
         if model is not None and model != info["model"]:
-            raise ValueError(f"{path}: an audioclf checkpoint of {info['model']}, not --model {model}")
+            raise CheckpointError(f"{path}: an audioclf checkpoint of {info['model']}, not --model {model}")
         return net, info
     return load_published(path, model=model, obj=obj)
 
@@ -577,16 +570,16 @@ def resolve_model(
     if path.exists():
         return _load_local(path, model, device)
     if text in _CATALOG:
-        entry = _CATALOG[text]
+        entry = _CATALOG.get(text)
         net, info = _load_local(fetch_pretrained(text, offline=offline), model or entry.architecture, device)
         info["source"] = text
         return net, info
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin", ".safetensors") or os.sep in text:
         raise FileNotFoundError(f"checkpoint not found: {path} (a model source is a file, a directory, a catalog "
-                                f"name ({', '.join(_CATALOG)}) or hf:ORG/REPO[@REV])")
+                                f"name ({', '.join(_CATALOG.names())}) or hf:ORG/REPO[@REV])")
     raise FileNotFoundError(
         f"model source {text!r}: no such file or directory, and not a catalog name "
-        f"({', '.join(_CATALOG)}) or a Hub id (hf:ORG/REPO[@REV])"
+        f"({', '.join(_CATALOG.names())}) or a Hub id (hf:ORG/REPO[@REV])"
     )
 
 

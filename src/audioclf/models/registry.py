@@ -142,11 +142,15 @@ def create_model(
     try:
         model = info.fn(num_classes=num_classes, **overrides)
     except TypeError as err:
-        # only a setting the variant does not take is the config's fault; any other
-        # TypeError raised while building is a bug and keeps its traceback
-        if "unexpected keyword argument" not in str(err):
-            raise
-        raise ConfigError(f"bad settings for model {name!r}: {err} (docs/models.md lists each model's settings)") from err
+        # only a setting the variant does not take, or one the variant fixes itself (cnn6's
+        # channels), is the config's fault; any other TypeError raised while building is a
+        # bug and keeps its traceback
+        if "unexpected keyword argument" in str(err):
+            raise ConfigError(f"bad settings for model {name!r}: {err} (docs/models.md lists each model's settings)") from err
+        if "got multiple values for keyword argument" in str(err):
+            raise ConfigError(f"bad settings for model {name!r}: {err}: the variant sets it (docs/models.md lists "
+                              "each model's settings)") from err
+        raise
     for attr in ("sample_rate", "clip_samples", "num_classes", "frontend", "forward_features", "head"):
         if not hasattr(model, attr):
             raise TypeError(f"model {name!r} does not set the contract attribute {attr!r}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audioclf.errors import AudioError, DataError
 from audioclf.reporting.runs import History
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def plot_training_curves(history: History, title: str | None = None) -> Any:
     ]
     present = [p for p in panels if any(history.has(k) for k in p[1])]
     if not present:
-        raise ValueError("no per-epoch loss or validation metrics to plot (is metrics.csv from a finished epoch?)")
+        raise DataError("no per-epoch loss or validation metrics to plot (is metrics.csv from a finished epoch?)")
     # sized for the report's ~1000 px column: 10-11 pt text stays readable when scaled down
     fig = _figure(4.6 * len(present), 3.8)
     axes = fig.subplots(1, len(present), squeeze=False)[0]
@@ -161,7 +162,7 @@ def plot_per_class_bars(
     title; with more than ``max_classes`` classes the best and worst halves are shown."""
     known = {k: float(v) for k, v in values.items() if v is not None and not math.isnan(float(v))}
     if not known:
-        raise ValueError(f"no per-class {metric} values to plot")
+        raise DataError(f"no per-class {metric} values to plot")
     ranked = sorted(known.items(), key=lambda kv: kv[1], reverse=True)
     note = []
     if len(ranked) > max_classes:
@@ -279,7 +280,7 @@ def display_spectrogram(
 
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"display_spectrogram needs non-empty mono audio (samples,), got shape {wave.shape}")
+        raise AudioError(f"display_spectrogram needs non-empty mono audio (samples,), got shape {wave.shape}")
     n_fft = 2 ** max(6, round(math.log2(0.032 * sample_rate)))  # ~32 ms windows
     hop = max(round(0.01 * sample_rate), math.ceil(wave.size / max_columns))
     if hop > n_fft:  # very long audio: widen the window so no samples fall between frames

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audioclf.errors import CheckpointError, ConfigError
 from audioclf.reporting import plots
 from audioclf.reporting.player import (
     analyse_audio,
@@ -69,7 +70,7 @@ class Report:
 def _html_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a directory: give the path of the HTML file to write (e.g. {path / 'report.html'})")
+        raise ConfigError(f"{path} is a directory: give the path of the HTML file to write (e.g. {path / 'report.html'})")
     return path
 
 
@@ -276,7 +277,7 @@ def _config_section(ctx: _Context) -> str:
 
 def _audio_section(ctx: _Context, audio: Path, rows: int) -> str:
     if ctx.classifier is None:
-        raise ValueError(f"{ctx.files.run_dir}: no checkpoint (checkpoints/best.ckpt or last.ckpt) to label {audio} with")
+        raise CheckpointError(f"{ctx.files.run_dir}: no checkpoint (checkpoints/best.ckpt or last.ckpt) to label {audio} with")
     view = analyse_audio(ctx.classifier, audio)
     assert view.spectrogram is not None
     payload = timeline_payload(view.timeline, view.spectrogram, max_classes=REPORT_MAX_CLASSES)
@@ -348,8 +349,8 @@ def build_report(
     ``audio``: a file to label, shown with the playhead player and the timeline of its
     ``rows`` best classes. ``store``: evaluate the checkpoint on this store's ``split``
     (or ``fold``) for per-class figures, with ``evaluate(model, info, store, split=...,
-    fold=..., per_class=True) -> metrics`` (default: audioclf.training.evaluate's
-    ``evaluate_model``, imported only then); otherwise ``evaluation.json`` of the run is used
+    fold=..., per_class=True) -> metrics`` (default:
+    :func:`audioclf.inference.evaluate.evaluate_model`, imported only then); otherwise ``evaluation.json`` of the run is used
     when present, else the store named in the run's ``config.yaml`` (its test split or
     fold) when it is still there.
     """
@@ -362,7 +363,7 @@ def build_report(
             ctx.evaluation_is_test = True
     source = files.checkpoint if files.checkpoint is not None else (target if files.run_dir is None else None)
     if store is not None and source is None:
-        raise ValueError(f"{target}: no checkpoint to evaluate on {store}")
+        raise CheckpointError(f"{target}: no checkpoint to evaluate on {store}")
     if source is not None:
         from audioclf.models.bundle import read_bundle
 
@@ -380,8 +381,8 @@ def build_report(
     if files.metrics_json is not None:
         ctx.test_metrics = read_json(files.metrics_json)
     if store is not None:
-        if evaluate is None:  # the one use of the training package here, only when a store is scored
-            from audioclf.training.evaluate import evaluate_model as evaluate
+        if evaluate is None:  # imported only when a store is scored: it loads torchmetrics
+            from audioclf.inference.evaluate import evaluate_model as evaluate
 
         assert ctx.classifier is not None
         ctx.evaluation = evaluate(ctx.classifier.model, ctx.info, store, split=split, fold=fold, per_class=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audioclf.errors import ConfigError, DataError
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -65,7 +67,7 @@ def locate_run(path: str | Path) -> RunFiles:
             )
     else:
         if path.suffix not in CHECKPOINT_SUFFIXES:
-            raise ValueError(f"{path}: expected a run directory or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+            raise ConfigError(f"{path}: expected a run directory or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
         checkpoint = path
         parent = path.parent
         run_dir = parent.parent if parent.name == "checkpoints" else None
@@ -117,7 +119,7 @@ def read_history(path: str | Path) -> History:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "epoch" not in reader.fieldnames:
-            raise ValueError(f"{path}: not a training metrics file (expected a CSV with an 'epoch' column)")
+            raise DataError(f"{path}: not a training metrics file (expected a CSV with an 'epoch' column)")
         per_epoch: dict[str, dict[int, float]] = {}
         for line, row in enumerate(reader, start=2):
             try:
@@ -138,11 +140,13 @@ def read_history(path: str | Path) -> History:
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in a run's file (``metrics.json``, ``evaluation.json``, ``trials.json``);
+    :class:`DataError` naming the file when it is not one."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

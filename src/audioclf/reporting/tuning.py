@@ -6,10 +6,11 @@ directory; the report of such a directory shows the section (``audioclf report D
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from audioclf.reporting.runs import read_json
 
 TRIALS_FILE = "trials.json"
 
@@ -18,7 +19,7 @@ def read_trials(run_dir: Path | None) -> dict[str, Any] | None:
     path = run_dir / TRIALS_FILE if run_dir is not None else None
     if path is None or not path.is_file():
         return None
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def plot_trials(doc: dict[str, Any]) -> Any:

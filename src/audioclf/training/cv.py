@@ -35,6 +35,7 @@ import lightning as L
 
 from audioclf.config import Config, save_config, validate_config
 from audioclf.data.store import Store
+from audioclf.errors import ConfigError, DataError
 from audioclf.training.distributed import launch_rank_is_zero, pending_run_dir
 from audioclf.training.trainer import make_run_dir, train
 
@@ -95,24 +96,24 @@ def cross_validate(
     to look inside).
     """
     if not config.data.store:
-        raise ValueError("data.store is not set: point it at a prepared store with folds (audioclf prepare ...)")
+        raise ConfigError("data.store is not set: point it at a prepared store with folds (audioclf prepare ...)")
     if config.data.val_fold is not None:
-        raise ValueError(
+        raise ConfigError(
             "data.val_fold fixes one validation fold for every run, so one run would test on it: leave it unset; "
             "cv validates each run on data.val_fraction of its training folds"
         )
     if config.trainer.resume:
-        raise ValueError("trainer.resume continues one run; to complete a cross-validation, give its CV directory instead")
+        raise ConfigError("trainer.resume continues one run; to complete a cross-validation, give its CV directory instead")
     store = Store(config.data.store)
     available = store.fold_ids()
     multi_label = store.multi_label
     store.close()
     if len(available) < 2:
-        raise ValueError(f"{config.data.store}: cross-validation needs a store with at least 2 folds, found {available or 'none'}")
+        raise DataError(f"{config.data.store}: cross-validation needs a store with at least 2 folds, found {available or 'none'}")
     folds = list(dict.fromkeys(folds or available))  # each fold once, in the order given
     unknown = sorted(set(folds) - set(available))
     if unknown:
-        raise ValueError(f"folds {unknown} are not in {config.data.store} (its folds: {available})")
+        raise ConfigError(f"folds {unknown} are not in {config.data.store} (its folds: {available})")
     if config.data.val_fraction <= 0:
         log.warning("data.val_fraction=0: no validation set, each fold keeps its last checkpoint")
 
@@ -161,7 +162,7 @@ def _check_same_recipe(config: Config, cv_dir: Path) -> None:
     before, now = flatten_config(load_config(saved).to_dict()), flatten_config(config.to_dict())
     differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if differ:
-        raise ValueError(
+        raise ConfigError(
             f"{cv_dir} holds a cross-validation of another config ({', '.join(differ[:8])} differ): "
             "complete it with its own config.yaml, or start a new CV directory"
         )

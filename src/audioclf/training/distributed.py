@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from audioclf.errors import ConfigError
+
 # Set by the launchers Lightning supports: torchrun (RANK, LOCAL_RANK), Lightning's own
 # ddp launcher (LOCAL_RANK, NODE_RANK), SLURM (SLURM_PROCID), LSF/jsrun (JSM_NAMESPACE_RANK).
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK", "NODE_RANK")
@@ -54,9 +56,9 @@ def check_strategy(strategy: str) -> None:
 
     known = ["auto", *StrategyRegistry.available_strategies()]
     if strategy not in known:
-        raise ValueError(f"trainer.strategy: unknown strategy {strategy!r}; choose one of {', '.join(sorted(known))}")
+        raise ConfigError(f"trainer.strategy: unknown strategy {strategy!r}; choose one of {', '.join(sorted(known))}")
     if any(w in strategy for w in ("spawn", "fork", "notebook")):
-        raise ValueError(
+        raise ConfigError(
             f"trainer.strategy={strategy} starts the processes inside trainer.fit and loses their state when they end; "
             "use trainer.strategy=ddp (Lightning runs the command once per device) or launch with torchrun/srun "
             "(docs/scaling.md)"

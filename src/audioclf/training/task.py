@@ -98,7 +98,7 @@ class ClassificationTask(L.LightningModule):
         self.monitor_mode = monitor_mode
         self.loss_kind = self.task_cfg.loss if self.task_cfg.loss != "auto" else ("bce" if multi_label else "ce")
         if multi_label and self.loss_kind == "ce":
-            raise ValueError("task.loss=ce cannot train a multi-label dataset; use bce")
+            raise ConfigError("task.loss=ce cannot train a multi-label dataset; use bce")
         self.mixer = self._build_mixer()
         self.spec_augment = self._build_spec_augment()
         self.ema_model: nn.Module | None = None
@@ -247,7 +247,7 @@ class ClassificationTask(L.LightningModule):
             return
         batches = self.trainer.num_training_batches
         if not math.isfinite(batches) or batches <= 0:
-            raise ValueError("task.ema_unit=epoch needs a training loader of known length")
+            raise ConfigError("task.ema_unit=epoch needs a training loader of known length")
         steps = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
         self._ema_fn.decay = float(self.task_cfg.ema_decay) ** (1.0 / steps)
 
@@ -350,7 +350,7 @@ class ClassificationTask(L.LightningModule):
         cfg = self.optim_cfg
         groups = parameter_groups(self.model, cfg.weight_decay, cfg.layer_lr)
         if not groups:
-            raise ValueError("no trainable parameters: model.freeze covers the whole model")
+            raise ConfigError("no trainable parameters: model.freeze covers the whole model")
         for g in groups:
             g["lr"] = cfg.lr * g.pop("lr_scale")
         fused = self._use_fused_optimizer(groups)
@@ -500,7 +500,7 @@ def parameter_groups(
     names = [n for n, _ in model.named_parameters()]
     for prefix in layer_lr:
         if not any(n.startswith(prefix) for n in names):
-            raise ValueError(f"optim.layer_lr: no parameter name starts with {prefix!r}")
+            raise ConfigError(f"optim.layer_lr: no parameter name starts with {prefix!r}")
     buckets: dict[tuple[float, bool], list[torch.Tensor]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -44,6 +44,7 @@ from audioclf.data.sampling import (
     ShardSampler,
 )
 from audioclf.data.store import Store
+from audioclf.errors import CheckpointError, ConfigError
 from audioclf.models import create_model
 from audioclf.training.distributed import (
     check_strategy,
@@ -94,7 +95,7 @@ def build_model(config: Config, store: Store, load_pretrained: bool = True) -> t
     m = config.model
     model = create_model(m.name, store.num_classes, **m.settings)
     if int(model.sample_rate) != store.sample_rate:
-        raise ValueError(
+        raise ConfigError(
             f"store {store.path} is at {store.sample_rate} Hz but model {m.name!r} expects {model.sample_rate} Hz: "
             f"prepare the data with --sample-rate {model.sample_rate}, or set model.settings.sample_rate={store.sample_rate} "
             f"if the model accepts it"
@@ -160,7 +161,7 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
     names = [n for n, _ in model.named_parameters()]
     for p in prefixes:
         if not any(n.startswith(p) for n in names):
-            raise ValueError(f"model.freeze: no parameter starts with {p!r}")
+            raise ConfigError(f"model.freeze: no parameter starts with {p!r}")
     count = 0
     for n, p in model.named_parameters():
         if n.startswith(tuple(prefixes)):
@@ -201,7 +202,7 @@ def build_loaders(config: Config, store: Store, clip_samples: int) -> dict[str, 
         seed=config.seed,
     )
     if roles["train"].size == 0:
-        raise ValueError(f"no training clips in {store.path} for this protocol (data.train_split / data.fold)")
+        raise ConfigError(f"no training clips in {store.path} for this protocol (data.train_split / data.fold)")
     from audioclf.data.splits import coverage_warnings
 
     for message in coverage_warnings(store.targets, store.label_names, roles, where=str(store.path)):
@@ -256,7 +257,7 @@ def _check_precision(config: Config) -> None:
     t = config.trainer
     on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
     if on_cpu and t.precision == "16-mixed":
-        raise ValueError("trainer.precision=16-mixed needs a GPU; on the CPU use bf16-mixed (or 32)")
+        raise ConfigError("trainer.precision=16-mixed needs a GPU; on the CPU use bf16-mixed (or 32)")
 
 
 def _checkpoint_callbacks(config: Config, ckpt_dir: Path, monitor: str | None, mode: str) -> list[L.Callback]:
@@ -338,14 +339,14 @@ def train(
     """
     t0 = time.time()
     if not config.data.store:
-        raise ValueError("data.store is not set: point it at a prepared store (audioclf prepare ...)")
+        raise ConfigError("data.store is not set: point it at a prepared store (audioclf prepare ...)")
     if config.recipe == "auto":
-        raise ValueError("recipe=auto is resolved when the config is loaded: load it with "
+        raise ConfigError("recipe=auto is resolved when the config is loaded: load it with "
                          "audioclf.training.defaults.load_train_config")
     _check_precision(config)
     check_strategy(config.trainer.strategy)
     if config.trainer.strategy.startswith("fsdp") and config.task.ema_decay:
-        raise ValueError("task.ema_decay keeps a full copy of the weights, which FSDP shards: set task.ema_decay=null "
+        raise ConfigError("task.ema_decay keeps a full copy of the weights, which FSDP shards: set task.ema_decay=null "
                          "with trainer.strategy=fsdp")
     resume_dir, ckpt_path, resume_step = resume_target(config.trainer.resume)
     store = Store(config.data.store)
@@ -360,9 +361,9 @@ def train(
     has_val = loaders["val"] is not None
     monitor = monitor_metric(store.multi_label) if has_val else None
     if t.early_stopping_patience and not has_val:
-        raise ValueError("trainer.early_stopping_patience needs a validation set (data.val_split, data.val_fold or data.val_fraction)")
+        raise ConfigError("trainer.early_stopping_patience needs a validation set (data.val_split, data.val_fold or data.val_fraction)")
     if config.optim.scheduler == "plateau" and not has_val:
-        raise ValueError("optim.scheduler=plateau follows a validation metric: set a validation split, or use cosine/onecycle")
+        raise ConfigError("optim.scheduler=plateau follows a validation metric: set a validation split, or use cosine/onecycle")
     # Only now, with the config checked, does the run directory appear (or change), and
     # only in rank 0: the other ranks learn its name when the process group is up.
     writer = launch_rank_is_zero()
@@ -499,7 +500,7 @@ def resume_target(resume: str | None) -> tuple[Path | None, str | None, int]:
         raise FileNotFoundError(f"trainer.resume: checkpoint not found: {ckpt}")
     obj = read_checkpoint_file(ckpt)
     if not isinstance(obj, dict) or "audioclf" not in obj or "global_step" not in obj:
-        raise ValueError(f"trainer.resume: {ckpt} is not a training checkpoint of an audioclf run (last.ckpt or best.ckpt)")
+        raise CheckpointError(f"trainer.resume: {ckpt} is not a training checkpoint of an audioclf run (last.ckpt or best.ckpt)")
     return ckpt.parent.parent, str(ckpt), int(obj["global_step"])
 
 

@@ -44,7 +44,8 @@ import lightning as L
 import yaml
 from pydantic import BaseModel
 
-from audioclf.config import Config, ConfigError, validate_config
+from audioclf.config import Config, validate_config
+from audioclf.errors import ConfigError, MissingDependencyError
 from audioclf.training.defaults import load_train_config, read_recipe_file
 
 log = logging.getLogger(__name__)
@@ -236,13 +237,13 @@ def score_trial(
             raw["data"]["val_fold"] = j
             runs.append((validate_config(raw, source=f"trial fold {j}"), run_root / f"val-fold-{j:02d}"))
     else:
-        raise ValueError(f"tune: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        raise ConfigError(f"tune: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     scores = []
     for i, (cfg, run_dir) in enumerate(runs):
         reporter = ValidationReporter(trial, monitor, offset=i * cfg.trainer.max_epochs, prune=prune)
         train(cfg, run_dir=run_dir, callbacks=[reporter], test=False)
         if reporter.reports == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"trial {trial.number}: no validation figure ({monitor}) was logged: the recipe needs a validation "
                 "set (data.val_split, data.val_fraction)"
             )
@@ -289,19 +290,19 @@ def tune(
     try:
         import optuna
     except ImportError as err:
-        raise ValueError("audioclf tune needs Optuna: pip install 'audioclf[tune]' (or pip install optuna)") from err
+        raise MissingDependencyError("audioclf tune needs Optuna: pip install 'audioclf[tune]' (or pip install optuna)") from err
 
     if trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {trials}")
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
     if protocol not in PROTOCOLS:
-        raise ValueError(f"tune: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        raise ConfigError(f"tune: protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if resume is not None:
         tune_dir = Path(resume)
         saved = tune_dir / "recipe.yaml"
         if not saved.is_file():
             raise FileNotFoundError(f"--resume {tune_dir}: no recipe.yaml there (not an audioclf tune directory)")
         if recipe is not None or overrides:
-            raise ValueError("--resume continues a search with its own recipe.yaml: give no recipe or overrides with it")
+            raise ConfigError("--resume continues a search with its own recipe.yaml: give no recipe or overrides with it")
         user = read_recipe_file(saved)
         meta = json.loads((tune_dir / "tune.json").read_text()) if (tune_dir / "tune.json").is_file() else {}
         protocol, cv_folds = meta.get("protocol", protocol), meta.get("cv_folds", cv_folds)
@@ -426,7 +427,7 @@ def _check_same_search(tune_dir: Path, recipe_doc: dict[str, Any], protocol: str
     if meta and (meta.get("protocol"), meta.get("cv_folds")) != (protocol, cv_folds):
         differ.append("protocol")
     if differ:
-        raise ValueError(
+        raise ConfigError(
             f"{tune_dir} holds a search of another recipe ({', '.join(differ[:8])} differ): continue it with "
             f"--resume {tune_dir}, or give the search another --name"
         )

@@ -44,6 +44,7 @@ from audioclf.data.download import (
     read_csv,
     require_file,
 )
+from audioclf.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,11 @@ class AudioSet(DatasetSource):
         self.splits = [s.strip() for s in str(self.opts["splits"]).split(",") if s.strip()]
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits:
-            raise ValueError(f"dataset 'audioset': unknown split(s) {bad}; choose from {', '.join(SPLITS)}")
+            raise ConfigError(f"dataset 'audioset': unknown split(s) {bad}; choose from {', '.join(SPLITS)}")
         # canonical order, each once: the store's order must not depend on how they were typed
         self.splits = [s for s in SPLITS if s in self.splits]
         if int(self.opts["shard_size"]) < 0:
-            raise ValueError("dataset 'audioset': shard_size must be >= 0")
+            raise ConfigError("dataset 'audioset': shard_size must be >= 0")
         self._items: list[Item] | None = None
         self._labels: list[tuple[str, str]] | None = None
         self._report: dict[str, Any] = {}

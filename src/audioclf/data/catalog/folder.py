@@ -26,6 +26,7 @@ from audioclf.data.catalog.registry import (
     register_dataset,
 )
 from audioclf.data.splits import stratified_hash_splits
+from audioclf.errors import DataError
 
 
 @register_dataset
@@ -85,7 +86,7 @@ class Folder(DatasetSource):
             raise FileNotFoundError(f"dataset 'folder': {root} is not a directory (expected ROOT/<label>/<files>)")
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:
-            raise ValueError(f"dataset 'folder': {root} has no class sub-directories (expected ROOT/<label>/<files>)")
+            raise DataError(f"dataset 'folder': {root} has no class sub-directories (expected ROOT/<label>/<files>)")
         self._labels = classes
         items = []
         for c, label in enumerate(classes):
@@ -94,7 +95,7 @@ class Folder(DatasetSource):
                 rel = f.relative_to(root).as_posix()
                 items.append(Item(clip_id=rel, target=c, path=str(f)))
         if not items:
-            raise ValueError(f"dataset 'folder': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+            raise DataError(f"dataset 'folder': no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
         self._assign_splits(items)
         self._items = items
 
@@ -105,12 +106,12 @@ class Folder(DatasetSource):
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or [])
             if not {"path", "label"} <= cols:
-                raise ValueError(
+                raise DataError(
                     f"{manifest}: manifest needs a header with columns path,label[,fold][,split]; found {sorted(cols)}"
                 )
             rows = list(reader)
         if not rows:
-            raise ValueError(f"{manifest}: manifest lists no clips")
+            raise DataError(f"{manifest}: manifest lists no clips")
         labels_of = [[s.strip() for s in r["label"].split(";") if s.strip()] for r in rows]
         self._multi = any(len(ls) != 1 for ls in labels_of)
         self._labels = sorted({label for ls in labels_of for label in ls})
@@ -124,7 +125,7 @@ class Folder(DatasetSource):
                 try:
                     fold = int(row["fold"])
                 except ValueError:
-                    raise ValueError(f"{manifest}, line {line}: fold {row['fold']!r} is not an integer") from None
+                    raise DataError(f"{manifest}, line {line}: fold {row['fold']!r} is not an integer") from None
             split = (row.get("split") or "").strip()
             target: int | list[int] = [index[x] for x in ls] if self._multi else index[ls[0]]
             items.append(Item(clip_id=rel, target=target, fold=fold, split=split, path=str(path)))

@@ -49,6 +49,7 @@ from audioclf.data.catalog.registry import (
     register_dataset,
 )
 from audioclf.data.download import DatasetLayoutError, describe_dir
+from audioclf.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _datasets():
     try:
         import datasets
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "dataset 'hf' reads directories written by the Hugging Face 'datasets' library; "
             "install it with: pip install datasets"
         ) from err
@@ -108,7 +109,7 @@ class HuggingFaceDataset(DatasetSource):
         self._items: list[Item] | None = None
         self._spill: Path | None = None  # streamed clips' audio bytes, read back by load()
         if self.opts["split"] and self.opts["splits"]:
-            raise ValueError("dataset 'hf': give split or splits, not both")
+            raise ConfigError("dataset 'hf': give split or splits, not both")
 
     # -- where the dataset is -----------------------------------------------------------
     @property
@@ -126,7 +127,7 @@ class HuggingFaceDataset(DatasetSource):
         m = HUB_ID_RE.match(str(self.require_root()).removeprefix("hf:"))
         from_id = m["rev"] if m else None
         if from_id and self.opts["revision"] and from_id != self.opts["revision"]:
-            raise ValueError(f"dataset 'hf': revision {from_id!r} in the id and revision={self.opts['revision']!r} differ")
+            raise ConfigError(f"dataset 'hf': revision {from_id!r} in the id and revision={self.opts['revision']!r} differ")
         return from_id or self.opts["revision"]
 
     def _wanted_splits(self) -> list[str] | None:
@@ -160,9 +161,9 @@ class HuggingFaceDataset(DatasetSource):
     def _open_saved(self, ds_lib: Any, root: Path) -> dict[str, Any]:
         for key in ("config", "revision"):
             if self.opts[key]:
-                raise ValueError(f"dataset 'hf': {key}= applies to Hub ids and data directories, not to {root} (save_to_disk)")
+                raise ConfigError(f"dataset 'hf': {key}= applies to Hub ids and data directories, not to {root} (save_to_disk)")
         if self.opts["streaming"]:
-            raise ValueError(f"dataset 'hf': {root} is a save_to_disk directory, read memory-mapped; streaming=true is for Hub ids and data directories")
+            raise ConfigError(f"dataset 'hf': {root} is a save_to_disk directory, read memory-mapped; streaming=true is for Hub ids and data directories")
         loaded = ds_lib.load_from_disk(str(root))
         # a lone Dataset keeps the split it was cut from, if it records one
         parts = dict(loaded) if isinstance(loaded, ds_lib.DatasetDict) else {str(loaded.split or ""): loaded}
@@ -170,7 +171,7 @@ class HuggingFaceDataset(DatasetSource):
         if wanted:
             unknown = [s for s in wanted if s not in parts]
             if unknown:
-                raise ValueError(f"dataset 'hf': no split(s) {unknown} in {root}; splits: {sorted(parts)}")
+                raise ConfigError(f"dataset 'hf': no split(s) {unknown} in {root}; splits: {sorted(parts)}")
             parts = {s: parts[s] for s in wanted}
         return parts
 
@@ -183,7 +184,7 @@ class HuggingFaceDataset(DatasetSource):
         if hub_id:
             kwargs["revision"] = self._revision()
         elif self.opts["revision"]:
-            raise ValueError(f"dataset 'hf': revision= applies to Hub ids, not to {where}")
+            raise ConfigError(f"dataset 'hf': revision= applies to Hub ids, not to {where}")
         target = hub_id or str(self.require_root())
         wanted = self._wanted_splits()
         try:

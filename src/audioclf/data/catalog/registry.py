@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from audioclf.audio.io import load_audio, resample
+from audioclf.errors import ConfigError, DataError
 from audioclf.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class DatasetSource:
         unknown = set(options) - set(self.options)
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
-            raise ValueError(f"dataset {self.info.name!r}: unknown option(s) {sorted(unknown)}; allowed: {allowed}")
+            raise ConfigError(f"dataset {self.info.name!r}: unknown option(s) {sorted(unknown)}; allowed: {allowed}")
         self.opts: dict[str, Any] = {k: o.default for k, o in self.options.items()}
         for k, v in options.items():
             expected = self.options[k].type
@@ -96,7 +97,7 @@ class DatasetSource:
             if accepts_float and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)  # `-o val_fraction=0` reads as an int
             if expected is not object and v is not None and not isinstance(v, expected):
-                raise ValueError(f"dataset {self.info.name!r}: option {k}={v!r} must be of type {_type_name(expected)}")
+                raise ConfigError(f"dataset {self.info.name!r}: option {k}={v!r} must be of type {_type_name(expected)}")
             self.opts[k] = v
 
     # -- what a dataset defines -------------------------------------------------------
@@ -112,7 +113,7 @@ class DatasetSource:
     def load(self, item: Item, sample_rate: int) -> tuple[np.ndarray, int]:
         """Decode one item to float32 mono at ``sample_rate``; returns (audio, native rate)."""
         if item.path is None:
-            raise ValueError(f"dataset {self.info.name!r}: clip {item.clip_id!r} has no file to decode")
+            raise DataError(f"dataset {self.info.name!r}: clip {item.clip_id!r} has no file to decode")
         # decode at the file's own rate (one open reports it), then resample
         audio, native = load_audio(item.path, start=item.meta.get("start", 0.0), duration=item.meta.get("duration"))
         return resample(audio, native, sample_rate), native
@@ -141,7 +142,7 @@ class DatasetSource:
 
     def require_root(self) -> Path:
         if self.root is None:
-            raise ValueError(f"dataset {self.info.name!r} needs --root DIR (where its files are or will be downloaded)")
+            raise ConfigError(f"dataset {self.info.name!r} needs --root DIR (where its files are or will be downloaded)")
         return self.root
 
     def __getstate__(self) -> dict[str, Any]:

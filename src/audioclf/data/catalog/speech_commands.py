@@ -33,6 +33,7 @@ from audioclf.data.catalog.registry import (
     register_dataset,
 )
 from audioclf.data.download import DatasetLayoutError, Remote, describe_dir, fetch_archive, join_url
+from audioclf.errors import ConfigError
 
 BASE_URL = "http://download.tensorflow.org/data/"
 MAIN = Remote(
@@ -90,11 +91,11 @@ class SpeechCommands(DatasetSource):
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         super().__init__(root, **options)
         if self.opts["classes"] not in (12, 35):
-            raise ValueError(f"dataset 'speech_commands': classes must be 12 or 35, got {self.opts['classes']}")
+            raise ConfigError(f"dataset 'speech_commands': classes must be 12 or 35, got {self.opts['classes']}")
         if self.opts["test_set"] not in ("archive", "list"):
-            raise ValueError(f"dataset 'speech_commands': test_set must be 'archive' or 'list', got {self.opts['test_set']!r}")
+            raise ConfigError(f"dataset 'speech_commands': test_set must be 'archive' or 'list', got {self.opts['test_set']!r}")
         if float(self.opts["silence_hop"]) <= 0:
-            raise ValueError("dataset 'speech_commands': silence_hop must be positive")
+            raise ConfigError("dataset 'speech_commands': silence_hop must be positive")
         self._report: dict[str, Any] = {}
 
     @property
@@ -214,7 +215,7 @@ class SpeechCommands(DatasetSource):
         held_out = self.opts["silence_validation"]
         files = self.background_noise_files()
         if held_out not in {f.stem for f in files}:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset 'speech_commands': silence_validation={held_out!r} is not one of the noise files "
                 f"{[f.stem for f in files]}"
             )

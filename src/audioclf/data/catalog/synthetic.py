@@ -19,6 +19,7 @@ from audioclf.data.catalog.registry import (
     Option,
     register_dataset,
 )
+from audioclf.errors import ConfigError
 
 Event = Callable[[np.random.Generator, np.ndarray, int], np.ndarray]
 """event(rng, t, sample_rate) -> signal: ``t`` is the event's time axis in seconds."""
@@ -226,15 +227,15 @@ class Synthetic(DatasetSource):
     def items(self) -> list[Item]:
         per = int(self.opts["clips_per_class"])
         if per < 3:
-            raise ValueError("dataset 'synthetic': clips_per_class must be at least 3 (one per split)")
+            raise ConfigError("dataset 'synthetic': clips_per_class must be at least 3 (one per split)")
         # at least one validation and one test clip per class, the rest as close to 70/15/15
         n_val = n_test = max(1, int(round(per * 0.15)))
         n_train = per - n_val - n_test
         k = int(self.opts["folds"])
         if k < 0 or (k and per < k):
-            raise ValueError(f"dataset 'synthetic': folds must be 0 or between 1 and clips_per_class ({per}), got {k}")
+            raise ConfigError(f"dataset 'synthetic': folds must be 0 or between 1 and clips_per_class ({per}), got {k}")
         if self.opts["conditions"] and k < 2:
-            raise ValueError("dataset 'synthetic': conditions=true needs folds=k with k >= 2 (one condition per fold)")
+            raise ConfigError("dataset 'synthetic': conditions=true needs folds=k with k >= 2 (one condition per fold)")
         items = []
         for c, label in enumerate(EVENTS):
             for i in range(per):

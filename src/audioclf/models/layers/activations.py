@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audioclf.errors import ConfigError
+
 __all__ = ["ACTIVATIONS", "SwiGLU", "create_activation", "list_activations"]
 
 
@@ -68,5 +70,5 @@ def list_activations() -> list[str]:
 def create_activation(name: str, channels: int) -> nn.Module:
     """The activation ``name`` for inputs with ``channels`` channels (dim 1)."""
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(list_activations())}")
+        raise ConfigError(f"unknown activation {name!r}; allowed: {', '.join(list_activations())}")
     return ACTIVATIONS[name](channels)

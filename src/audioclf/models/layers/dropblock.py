@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audioclf.errors import ConfigError
+
 __all__ = ["DropBlock2d", "RandomDropBlock"]
 
 
@@ -46,12 +48,12 @@ class DropBlock2d(nn.Module):
     def __init__(self, drop_prob: float, block_size: tuple[int, int] | int) -> None:
         super().__init__()
         if not 0.0 <= float(drop_prob) < 1.0:
-            raise ValueError(f"DropBlock2d: drop_prob must be in [0, 1), got {drop_prob!r}")
+            raise ConfigError(f"DropBlock2d: drop_prob must be in [0, 1), got {drop_prob!r}")
         if isinstance(block_size, int):
             block_size = (block_size, block_size)
         block_size = tuple(int(b) for b in block_size)
         if len(block_size) != 2 or min(block_size) < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"DropBlock2d: block_size must be two positive ints (time, freq), got {block_size!r}"
             )
         self.drop_prob = float(drop_prob)
@@ -112,7 +114,7 @@ class RandomDropBlock(nn.Module):
         super().__init__()
         p = float(p)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomDropBlock: p must be in [0, 1], got {p}")
+            raise ConfigError(f"RandomDropBlock: p must be in [0, 1], got {p}")
         self.p = p
         self.dropblock = DropBlock2d(drop_prob, block_size)
 

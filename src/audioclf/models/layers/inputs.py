@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from audioclf.audio.frontends import LogMel
+from audioclf.errors import ConfigError
 
 __all__ = ["LogMelModel", "require_clip_length"]
 
@@ -102,7 +103,7 @@ def require_clip_length(
     (why the length is fixed) and the constructor ``setting`` that changes it.
     """
     if waveform.dim() != 2 or waveform.shape[1] != model.clip_samples:
-        raise ValueError(
+        raise ConfigError(
             f"{type(model).__name__} takes waveforms of shape (batch, {model.clip_samples}) "
             f"({model.clip_samples / model.sample_rate:.2f} s at {model.sample_rate} Hz): "
             f"{reason}; got shape {tuple(waveform.shape)}. Crop or pad clips to "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
+
 __all__ = ["FILLS", "SpecAugment", "as_btf", "band_mask"]
 
 FILLS = ("mean", "zero")
@@ -63,7 +65,7 @@ class SpecAugment(nn.Module):
     ) -> None:
         super().__init__()
         if fill not in FILLS:
-            raise ValueError(f"SpecAugment: fill must be one of {', '.join(FILLS)}, got {fill!r}")
+            raise ConfigError(f"SpecAugment: fill must be one of {', '.join(FILLS)}, got {fill!r}")
         self.fill = fill
         for label, value in [
             ("time_mask_width", time_mask_width),
@@ -72,11 +74,11 @@ class SpecAugment(nn.Module):
             ("freq_masks", freq_masks),
         ]:
             if int(value) < 0:
-                raise ValueError(f"SpecAugment: {label} must be >= 0, got {value}")
+                raise ConfigError(f"SpecAugment: {label} must be >= 0, got {value}")
         self.time_mask_width, self.time_masks = int(time_mask_width), int(time_masks)
         self.freq_mask_width, self.freq_masks = int(freq_mask_width), int(freq_masks)
         if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"SpecAugment: p must be in [0, 1], got {p}")
+            raise ConfigError(f"SpecAugment: p must be in [0, 1], got {p}")
         self.p = float(p)
 
     def extra_repr(self) -> str:

@@ -14,6 +14,8 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from audioclf.errors import ConfigError
+
 __all__ = ["POOLING_MODES", "GlobalPool", "freq_mean_time_mean_max"]
 
 # mode -> how to merge the mean and the max over the pooled dimensions
@@ -41,7 +43,7 @@ class GlobalPool(nn.Module):
     def __init__(self, mode: str = "avg", flat: bool = False) -> None:
         super().__init__()
         if mode not in POOLING_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown pooling mode {mode!r}; allowed: {', '.join(sorted(POOLING_MODES))}"
             )
         self.mode = mode

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from audioclf.cli import main
+from audioclf.inference.evaluate import default_evaluation_path
 from audioclf.models import create_model
-from audioclf.training.evaluate import default_evaluation_path
 from tests.training.helpers import make_store
 
 

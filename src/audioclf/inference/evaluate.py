@@ -1,4 +1,6 @@
-"""Evaluate a checkpoint bundle on a store split or fold."""
+"""Evaluate a checkpoint bundle (or a loaded model) on a store split or fold: the model's
+scores for every clip, scored by :func:`audioclf.metrics.compute_metrics`. Used by
+``audioclf evaluate``, the report of a run and the demo; imports no training module."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from torch.utils.data import DataLoader
 
 from audioclf.data.dataset import ClipDataset
 from audioclf.data.store import Store
-from audioclf.models.bundle import load_bundle_model, read_bundle  # noqa: F401 - read_bundle: the old import path
-from audioclf.training.metrics import compute_metrics
+from audioclf.errors import DataError
+from audioclf.metrics import compute_metrics
+from audioclf.models.bundle import load_bundle_model
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,12 @@ def evaluate_model(
     ``info``) on the clips of ``split`` (or ``fold``) of a store."""
     store = Store(store_path)
     if store.label_names != info["label_names"]:
-        raise ValueError(
+        raise DataError(
             f"{store_path}: its labels differ from the checkpoint's ({store.num_classes} vs {info['num_classes']} classes); "
             "evaluate on a store of the same dataset"
         )
     if store.sample_rate != info["sample_rate"]:
-        raise ValueError(f"{store_path}: store is at {store.sample_rate} Hz, checkpoint expects {info['sample_rate']} Hz")
+        raise DataError(f"{store_path}: store is at {store.sample_rate} Hz, checkpoint expects {info['sample_rate']} Hz")
     idx = store.indices(folds=[fold]) if fold is not None else store.indices(split=split)
     loader = DataLoader(ClipDataset(store, idx, int(info["clip_samples"])), batch_size=batch_size, num_workers=num_workers)
     metrics = evaluate_loader(model, loader, multi_label=store.multi_label, label_names=store.label_names, per_class=per_class)
