@@ -130,7 +130,8 @@ def test_a_checkpoint_bundle_converts_with_its_ema_weights(tmp_path, wave):
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     state.update({f"ema_model.module.{k}": v for k, v in ema.state_dict().items()})
     ckpt = tmp_path / "best.ckpt"
-    torch.save({"audioclf": {**info, "weights": "ema"}, "state_dict": state}, ckpt)
+    # the layout of bundle version 1 (the EMA copy beside the model), which still converts
+    torch.save({"audioclf": {**info, "weights": "ema", "bundle_version": 1}, "state_dict": state}, ckpt)
     out = save_bundle_pretrained(ckpt, tmp_path / "m")
     loaded, loaded_info = load_model_dir(out)
     assert loaded_info["weights"] == "ema"

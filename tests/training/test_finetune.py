@@ -45,8 +45,8 @@ def other_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _ema_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    return {k[len("ema_model.module."):]: v for k, v in sd.items() if k.startswith("ema_model.module.")}
+    sd = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]  # the average (weight averaging)
+    return {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
 
 
 def test_fine_tune_starts_from_the_pretrained_backbone_with_a_new_head(pretrained_run, other_store, tmp_path, caplog) -> None:

@@ -37,7 +37,8 @@ class AtStart(L.Callback):
         self.optim_state = {k: {n: t.clone() for n, t in v.items()} for k, v in opt.state_dict()["state"].items()}
         self.lr = [g["lr"] for g in opt.param_groups]
         self.sched_epoch = trainer.lr_scheduler_configs[0].scheduler.last_epoch
-        self.ema = {k: v.clone() for k, v in pl_module.ema_model.state_dict().items()}
+        # Lightning's weight averaging holds the EMA (an AveragedModel of the task)
+        self.ema = {k: v.clone() for k, v in pl_module.ema._average_model.state_dict().items()}
         self.sampler_epoch = trainer.train_dataloader.batch_sampler.epoch
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
@@ -56,7 +57,11 @@ def _config(store: Path, out: Path, name: str, *extra: str):
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    """Every tensor a run's checkpoint holds: the EMA (``state_dict``), the trained weights
+    (``current_model_state``) and the averaging count."""
+    obj = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return {**obj["state_dict"], **{f"current.{k}": v for k, v in obj.get("current_model_state", {}).items()},
+            **{f"averaging.{k}": v for k, v in obj.get("averaging_state", {}).items()}}
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +102,16 @@ def test_killed_run_resumes_to_the_same_weights(store, straight, tmp_path, kill_
         torch.testing.assert_close(start.optim_state[k]["exp_avg"], v["exp_avg"])
     assert start.lr == [g["lr"] for g in saved_opt["param_groups"]]
     assert start.sched_epoch == ckpt["lr_schedulers"][0]["last_epoch"] == resumes_at[0]
+    # the checkpoint's state_dict holds the average, its averaging_state the update count
+    saved_ema = {**{f"module.{k}": v for k, v in ckpt["state_dict"].items()}, **ckpt["averaging_state"]}
+    assert start.ema.keys() == saved_ema.keys() and int(saved_ema["n_averaged"]) == resumes_at[0]
     for k, v in start.ema.items():
-        torch.testing.assert_close(v, ckpt["state_dict"][f"ema_model.{k}"])
+        torch.testing.assert_close(v, saved_ema[k], rtol=0, atol=0)
     assert start.sampler_epoch == resumes_at[1]
     # and it ends exactly where the uninterrupted run ended (model and EMA weights): the
     # same operations on the same numbers in the same order, bit for bit
     a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and any(k.startswith("current.model.") for k in a)
     for k in a:
         assert torch.equal(b[k], a[k]), k
     # metrics.csv keeps the rows logged before the crash, once each
@@ -145,3 +153,42 @@ def test_resume_from_a_file_that_is_not_a_run_checkpoint_names_it(store, tmp_pat
     with pytest.raises(ValueError, match=r"garbage.ckpt: not a readable PyTorch checkpoint"):
         train(_config(store, tmp_path, "r", f"trainer.resume={tmp_path / 'garbage.ckpt'}"))
     assert not any(tmp_path.glob("r-*"))  # refused before any run directory was made
+
+
+def _as_bundle_version_1(ckpt: Path) -> None:
+    """Rewrite a run's checkpoint in the layout audioclf wrote before Lightning's weight
+    averaging (bundle version 1): the EMA copy as the task's ``ema_model`` beside ``model``."""
+    obj = torch.load(ckpt, map_location="cpu", weights_only=False)
+    average = {f"ema_model.module.{k[len('model.'):]}": v for k, v in obj.pop("state_dict").items()}
+    obj["state_dict"] = {**obj.pop("current_model_state"), **average,
+                         **{f"ema_model.{k}": v for k, v in obj.pop("averaging_state").items()}}
+    obj["audioclf"]["bundle_version"] = 1
+    obj["callbacks"] = {k: v for k, v in obj["callbacks"].items() if "WeightAveraging" not in k}
+    torch.save(obj, ckpt)
+
+
+def test_a_checkpoint_of_the_older_ema_layout_predicts_and_resumes(store, straight, tmp_path) -> None:
+    import shutil
+
+    from audioclf.models.bundle import load_bundle_model
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    shutil.copytree(straight.run_dir, new)
+    shutil.copytree(straight.run_dir, old)
+    _as_bundle_version_1(old / "checkpoints" / "last.ckpt")
+    assert any(k.startswith("ema_model.module.") for k in _weights(old / "checkpoints" / "last.ckpt"))
+    # inference reads the EMA weights of either layout
+    ema = {k[len("model."):]: v for k, v in _weights(new / "checkpoints" / "last.ckpt").items() if k.startswith("model.")}
+    for run in (new, old):
+        model, info = load_bundle_model(run / "checkpoints" / "last.ckpt")
+        assert info["weights"] == "ema"
+        for k, v in model.state_dict().items():
+            torch.testing.assert_close(v, ema[k], rtol=0, atol=0, msg=k)
+    # and a run of the older layout resumes to the same weights as one of the new
+    a = train(load_resume_config(new, ["trainer.max_epochs=4"]), test=False)
+    b = train(load_resume_config(old, ["trainer.max_epochs=4"]), test=False)
+    assert a.global_step == b.global_step == 16
+    wa, wb = _weights(a.last_checkpoint), _weights(b.last_checkpoint)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=0, msg=k)

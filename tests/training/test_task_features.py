@@ -160,9 +160,9 @@ def test_ema_weights_are_evaluated_saved_and_used_by_classifier(store: Path, tmp
     res = _run(store, tmp_path, "trainer.max_epochs=2", "task.ema_decay=0.7", "optim.lr=0.01")
     ckpt = torch.load(res.best_checkpoint, map_location="cpu", weights_only=False)
     assert ckpt["audioclf"]["weights"] == "ema"
-    sd = ckpt["state_dict"]
-    ema = {k[len("ema_model.module."):]: v for k, v in sd.items() if k.startswith("ema_model.module.")}
-    raw = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+    # Lightning's weight averaging: state_dict holds the average, current_model_state the trained weights
+    ema = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    raw = {k[len("model."):]: v for k, v in ckpt["current_model_state"].items() if k.startswith("model.")}
     assert ema.keys() == raw.keys()
     assert any(not torch.equal(ema[k], raw[k]) for k in ema), "EMA differs from the raw weights"
     model, _ = load_bundle_model(res.best_checkpoint)
@@ -181,10 +181,31 @@ def test_ema_weights_are_evaluated_saved_and_used_by_classifier(store: Path, tmp
         assert not np.allclose(clf.scores_batch(wave), raw_model(x).softmax(-1).numpy(), atol=1e-4)
 
 
+class ValidatedWeights(L.Callback):
+    """The model's weights as the last validation batch saw them."""
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self.weights = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def test_validation_sees_the_ema_weights_and_training_goes_on_from_the_raw_ones(store: Path, tmp_path: Path) -> None:
+    seen = ValidatedWeights()
+    res = _run(store, tmp_path, "trainer.max_epochs=2", "task.ema_decay=0.7", "optim.lr=0.01", callbacks=[seen])
+    # last.ckpt is written after the last validation: its average is what validation ran
+    ckpt = torch.load(res.last_checkpoint, map_location="cpu", weights_only=False)
+    ema = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    raw = {k[len("model."):]: v for k, v in ckpt["current_model_state"].items() if k.startswith("model.")}
+    assert seen.weights.keys() == ema.keys()
+    for k, v in seen.weights.items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(seen.weights[k], raw[k]) for k in raw), "validation did not run the raw weights"
+
+
 class EmaSpy(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
-        self.n_averaged = int(pl_module.ema_model.n_averaged)
-        self.decay = pl_module._ema_fn.decay
+        self.n_averaged = int(pl_module.ema._average_model.n_averaged)
+        self.decay = pl_module.ema.average.decay
         self.steps = trainer.global_step
 
 

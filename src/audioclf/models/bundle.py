@@ -4,10 +4,12 @@ model (weights as data, never code).
 A bundle is a Lightning checkpoint written by a training run with one extra entry,
 ``"audioclf"`` (:func:`bundle_info`): what inference needs to use the weights without the
 run's config (model name and settings, label names, task, sample rate, clip length, which
-weights to take). The training task holds the model as its ``model`` attribute and the
-EMA copy as ``ema_model`` (an ``AveragedModel``, whose ``module`` is the copy), so their
-weights are under :data:`TASK_MODEL_PREFIX` and :data:`EMA_MODEL_PREFIX` of the Lightning
-``state_dict``; ``info["weights"]`` says which were evaluated. This module is the one place
+weights to take). The training task holds the model as its ``model`` attribute, so its
+weights are under :data:`TASK_MODEL_PREFIX` of the Lightning ``state_dict``. With EMA
+(``info["weights"] == "ema"``), Lightning's weight averaging writes the average there and
+the trained weights under ``current_model_state`` (bundle version 2); bundles of version 1
+kept the EMA copy beside the model, under :data:`EMA_MODEL_PREFIX`, and still load. This
+module is the one place
 that knows that layout: training writes bundles through :func:`write_bundle`, everything
 else reads them through :func:`read_bundle` and :func:`bundle_state_dict`, and neither
 side imports the other.
@@ -41,9 +43,11 @@ __all__ = [
 ]
 
 BUNDLE_KEY = "audioclf"  # the checkpoint entry holding the bundle info
-BUNDLE_VERSION = 1
-# Where the training task's state dict holds the model and its EMA copy: the task's
-# attributes ``model`` and ``ema_model`` (an AveragedModel, which wraps it as ``module``).
+BUNDLE_VERSION = 2
+# Where the training task's state dict holds the model (the task's attribute ``model``),
+# and where bundles of version 1 held its EMA copy (``ema_model``, an AveragedModel that
+# wraps it as ``module``); from version 2 the EMA is Lightning's weight averaging, whose
+# average is the state dict itself.
 TASK_MODEL_PREFIX = "model."
 EMA_MODEL_PREFIX = "ema_model.module."
 
@@ -88,7 +92,11 @@ def bundle_state_dict(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The model weights of a bundle object, in the model's key space: the EMA copy when
     the run kept one (those were evaluated), else the trained model."""
     sd = obj["state_dict"]
-    prefix = EMA_MODEL_PREFIX if obj[BUNDLE_KEY].get("weights") == "ema" else TASK_MODEL_PREFIX
+    info = obj[BUNDLE_KEY]
+    # version 1 kept the EMA copy beside the model; from version 2 the state_dict holds the
+    # evaluated weights (Lightning's weight averaging writes the average there)
+    old_ema = info.get("weights") == "ema" and int(info.get("bundle_version", 1)) < 2
+    prefix = EMA_MODEL_PREFIX if old_ema else TASK_MODEL_PREFIX
     state = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     if not state:
         raise CheckpointError(f"bundle holds no weights under {prefix!r}")

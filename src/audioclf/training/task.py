@@ -28,12 +28,13 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from audioclf.config import OptimConfig, TaskConfig
 from audioclf.errors import ConfigError, TrainingError
-from audioclf.models.bundle import bundle_info, write_bundle
+from audioclf.models.bundle import EMA_MODEL_PREFIX, TASK_MODEL_PREFIX, bundle_info, write_bundle
 from audioclf.training.metrics import build_metrics, metric_values, monitor_metric
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,39 @@ class EmaAverage:
         else:
             for e, c in zip(ema, current, strict=True):
                 e.copy_(c)
+
+
+class EmaWeightAveraging(WeightAveraging):
+    """Lightning's weight averaging with :class:`EmaAverage`: updated after every optimiser
+    step, ``decay`` per step or per epoch (``unit``; spread over the epoch's steps)."""
+
+    def __init__(self, decay: float, unit: str = "step") -> None:
+        self.average = EmaAverage(decay)
+        self.base_decay, self.unit = float(decay), unit
+        super().__init__(use_buffers=True, multi_avg_fn=self.average)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # the average lives where training runs (this rank's device): Lightning calls setup
+        # before it moves the module there, and would otherwise keep the copy on the CPU
+        # (a copy of every weight to the host and a CPU update after each step)
+        self._device = trainer.strategy.root_device
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # also runs when a run resumes mid-epoch, where Lightning skips on_train_epoch_start
+        if self.unit != "epoch":
+            return
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches) or batches <= 0:
+            raise ConfigError("task.ema_unit=epoch needs a training loader of known length")
+        steps = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        self.average.decay = self.base_decay ** (1.0 / steps)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # testing a checkpoint tests its state_dict (the averaged weights); the parent would
+        # load the raw weights back into the module
+        if trainer.state.fn == "fit":
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 class ClassificationTask(L.LightningModule):
@@ -101,16 +135,11 @@ class ClassificationTask(L.LightningModule):
             raise ConfigError("task.loss=ce cannot train a multi-label dataset; use bce")
         self.mixer = self._build_mixer()
         self.spec_augment = self._build_spec_augment()
-        self.ema_model: nn.Module | None = None
-        self._ema_fn: EmaAverage | None = None
-        if self.task_cfg.ema_decay:
-            from torch.optim.swa_utils import AveragedModel
-
-            self._ema_fn = EmaAverage(self.task_cfg.ema_decay)
-            # use_buffers: batch-norm statistics are averaged too, so the EMA weights are
-            # evaluated with statistics that belong to them
-            self.ema_model = AveragedModel(model, multi_avg_fn=self._ema_fn, use_buffers=True)
-            self.ema_model.requires_grad_(False)
+        # EMA: Lightning's weight-averaging callback (configure_callbacks), which swaps the
+        # averaged weights in for validation and writes them as the checkpoint's state_dict
+        self.ema: EmaWeightAveraging | None = (
+            EmaWeightAveraging(self.task_cfg.ema_decay, self.task_cfg.ema_unit) if self.task_cfg.ema_decay else None
+        )
         # after the EMA copy, so the copy keeps the plain forward (it is never trained)
         self.checkpointed_blocks: list[str] = enable_activation_checkpointing(model) if activation_checkpointing else []
         # torchmetrics objects (submodules, so they follow the model to its device; their
@@ -233,27 +262,8 @@ class ClassificationTask(L.LightningModule):
                 raise TrainingError(f"weight {name} became non-finite by step {self.global_step} "
                                     f"(epoch {self.current_epoch}); {self._likely_cause()}")
 
-    # -- EMA ----------------------------------------------------------------------------
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # Average right after each optimiser step (not per batch: with gradient
-        # accumulation the weights change every `accumulate_grad_batches` batches), and
-        # before any checkpoint of this step is written, so a resumed run has it.
-        if self.ema_model is not None:
-            self.ema_model.update_parameters(self.model)
-
-    def _set_ema_step_decay(self) -> None:
-        if self._ema_fn is None or self.task_cfg.ema_unit != "epoch":
-            return
-        batches = self.trainer.num_training_batches
-        if not math.isfinite(batches) or batches <= 0:
-            raise ConfigError("task.ema_unit=epoch needs a training loader of known length")
-        steps = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
-        self._ema_fn.decay = float(self.task_cfg.ema_decay) ** (1.0 / steps)
-
-    def on_train_start(self) -> None:
-        # also runs when a run resumes mid-epoch, where Lightning skips on_train_epoch_start
-        self._set_ema_step_decay()
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [self.ema] if self.ema is not None else []
 
     def on_train_epoch_start(self) -> None:
         self._train_loss_sum, self._train_batches = 0.0, 0
@@ -264,8 +274,9 @@ class ClassificationTask(L.LightningModule):
 
     # -- validation ---------------------------------------------------------------------
     def eval_model(self) -> nn.Module:
-        """The weights that are evaluated and exported: the EMA copy when enabled."""
-        return self.ema_model.module if self.ema_model is not None else self.model
+        """The weights that are evaluated: with EMA, the callback has swapped its averaged
+        weights into ``model`` for validation, and a tested checkpoint holds them."""
+        return self.model
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         wave, target = batch
@@ -385,7 +396,7 @@ class ClassificationTask(L.LightningModule):
         return bundle_info(
             model_name=self.model_name, model_settings=self.model_settings, label_names=self.label_names,
             multi_label=self.multi_label, sample_rate=int(self.model.sample_rate), clip_samples=self.clip_samples,
-            ema=self.ema_model is not None, config=self.config,
+            ema=self.ema is not None, config=self.config,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -405,6 +416,7 @@ class ClassificationTask(L.LightningModule):
             checkpoint["per_rank"] = _all_gather_objects(mine)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        _upgrade_ema_layout(checkpoint)
         per_rank = checkpoint.get("per_rank")
         if per_rank and self._trainer is not None and len(per_rank) == self.trainer.world_size:
             checkpoint = {**checkpoint, **{k: v for k, v in per_rank[self.trainer.global_rank].items() if v is not None}}
@@ -412,6 +424,23 @@ class ClassificationTask(L.LightningModule):
             self.mixer.rng.bit_generator.state = checkpoint["mixer_rng"]
         if "rng_states" in checkpoint:
             _set_global_rng_states(checkpoint["rng_states"])
+
+
+def _upgrade_ema_layout(checkpoint: dict[str, Any]) -> None:
+    """A checkpoint of bundle version 1 kept the EMA copy as the task's ``ema_model``
+    (``ema_model.module.*``, ``ema_model.n_averaged``) beside the trained ``model.*``; put it
+    in the layout Lightning's weight averaging reads (``state_dict``: the average,
+    ``current_model_state``: the trained weights), in place, so such a run resumes. Runs
+    before Lightning loads the state dict into the task."""
+    sd = checkpoint.get("state_dict", {})
+    if not any(k.startswith(EMA_MODEL_PREFIX) for k in sd):
+        return
+    current = {k: v for k, v in sd.items() if not k.startswith("ema_model.")}
+    average = {TASK_MODEL_PREFIX + k[len(EMA_MODEL_PREFIX):]: v for k, v in sd.items() if k.startswith(EMA_MODEL_PREFIX)}
+    checkpoint["current_model_state"] = current
+    checkpoint["state_dict"] = {**current, **average}
+    checkpoint["averaging_state"] = {k[len("ema_model."):]: v for k, v in sd.items()
+                                     if k.startswith("ema_model.") and not k.startswith(EMA_MODEL_PREFIX)}
 
 
 def _all_gather_objects(obj: Any) -> list[Any]:
