@@ -444,7 +444,7 @@ def _reference_eat(directory: Path, num_classes: int, tokens: int) -> torch.nn.M
     spec = importlib.util.spec_from_file_location("eat_reference_soundnet", src)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    spec.loader.exec_module(module)  # plain PyTorch: no sys.path entry needed, unlike PANNs
     return module.SoundNetRaw(nf=16, clip_length=tokens, embed_dim=128, n_layers=4, nhead=8, factors=[4, 4, 4, 4],
                               n_classes=num_classes, dim_feedforward=512)
 
@@ -470,10 +470,12 @@ def bench_reference_eat(directory: str | Path, figures: Figures, *, batch: int =
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, samples, generator=g) * 0.1
     y = torch.randint(0, num_classes, (batch,), generator=g)
-    ref.eval(), ours.eval()
+    ref.eval()
+    ours.eval()
     with torch.no_grad():
         diff = float((ref(x[:2].unsqueeze(1)) - ours(x[:2])).abs().max())
-    ref.train(), ours.train()
+    ref.train()
+    ours.train()
     cfg = load_config(None, ["optim.scheduler=none", "optim.weight_decay=1e-5", "optim.lr=1e-3"])
     task = ClassificationTask(ours, model_name="eat_s", model_settings={}, label_names=[str(i) for i in range(num_classes)],
                               multi_label=False, clip_samples=samples, optim=cfg.optim)
