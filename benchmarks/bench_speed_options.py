@@ -53,7 +53,7 @@ def channels_last(models: list[str], batch: int, steps: int, rounds: int) -> Non
         x = torch.randn(batch, int(nets["plain"][0].clip_samples)) * 0.1
         y = torch.randint(0, 10, (batch,))
 
-        def step(m: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        def step(m: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor = x, y: torch.Tensor = y) -> None:
             loss = torch.nn.functional.cross_entropy(m(x), y)
             opt.zero_grad()
             loss.backward()
