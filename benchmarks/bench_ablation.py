@@ -48,6 +48,13 @@ def variants(store: str, recipe: dict[str, Any], base: dict[str, Any]) -> dict[s
                 part.setdefault(section, {})[leaf] = recipe[section][leaf]
         if part:
             out[f"+ {name}"] = merge(base, part)
+    # The two augmentations together, without the recipe's other ingredients: the candidate
+    # trim when label smoothing, warm-up or EMA cost more than they give.
+    augment = {section: {leaf: recipe[section][leaf] for leaf in ("augment", "spec_augment") if leaf in recipe.get(section, {})}
+               for section in ("data", "task")}
+    augment = {section: part for section, part in augment.items() if part}
+    if len(augment) == 2 and merge(base, augment) != merge(base, recipe):
+        out["+ waveform augmentation + SpecAugment"] = merge(base, augment)
     out["all (default recipe)"] = merge(base, recipe)
     return out
 
@@ -69,6 +76,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workdir", help="keep stores and runs here (default: a temporary directory); "
                    "a second run with the same workdir skips the finished folds")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dotted config override for every variant (e.g. data.num_workers=0)")
     p.add_argument("--write-results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     a = p.parse_args()
     warnings.filterwarnings("ignore")
@@ -79,7 +88,7 @@ def main() -> None:
     logging.getLogger("audioclf").setLevel(logging.WARNING)
     import torch
 
-    from audioclf.config import validate_config
+    from audioclf.config import apply_overrides, validate_config
     from audioclf.data.catalog import create_source
     from audioclf.data.prepare import prepare_dataset
     from audioclf.data.store import Store
@@ -111,6 +120,7 @@ def main() -> None:
         "name": "ablation", "output_dir": str(work / "runs"), "data": {"store": str(store), "batch_size": a.batch_size},
         "trainer": {"max_epochs": a.epochs, "progress_bar": False},
     }
+    base = apply_overrides(base, a.set)
     runs = {name: validate_config(raw, source=name) for name, raw in variants(str(store), recipe, base).items()}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print(f"data: {data}; default recipe: {kind}; {len(runs)} variants x {len(folds)} folds x {a.epochs} epochs")

@@ -177,19 +177,26 @@ def _audioclf_loop(config: Any) -> tuple[int, float, float]:
 
 
 def _bare_loop(config: Any) -> tuple[int, float]:
-    """The same model (as ``train`` builds it, same seed) and the same training loader,
-    trained by a plain loop: forward, loss, backward, AdamW step."""
+    """The same model (as ``train`` builds it, same seed, same memory format) and the same
+    training loader, trained by a plain loop: forward, loss, backward, fused AdamW step."""
     import lightning as L
 
     from audioclf.data.store import Store
-    from audioclf.training.trainer import build_loaders, build_model
+    from audioclf.training.trainer import (
+        build_loaders,
+        build_model,
+        speed_up_model,
+        wants_channels_last,
+    )
 
     store = Store(config.data.store)
     L.seed_everything(config.seed, verbose=False)
     model = build_model(config, store).train()
+    speed_up_model(model, channels_last=wants_channels_last(config, model))  # the memory format train() uses
     clip = int(round(config.data.clip_seconds * store.sample_rate)) if config.data.clip_seconds else int(model.clip_samples)
     loader = build_loaders(config, store, clip)["train"]
-    opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    # fused, like audioclf's default: the comparison measures the loop, not the optimiser kernel
+    opt = torch.optim.AdamW(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay, fused=True)
     limit = config.trainer.limit_train_batches
     clips, t = 0, time.perf_counter()
     for epoch in range(config.trainer.max_epochs):

@@ -140,7 +140,9 @@ class TrainerConfig(_Section):
     progress_bar: bool = True
     activation_checkpointing: bool = False
     compile: bool = Field(False, description="train the model through torch.compile (needs a C++ compiler on the CPU)")
-    channels_last: bool = Field(False, description="2-D CNNs: keep convolution activations channels-last (faster on GPUs)")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="2-D CNNs: convolutions channels-last (NHWC); auto: on for the models measured faster so (cnn_lite)"
+    )
     resume: str | None = Field(None, description="run directory (or checkpoint) to resume from")
     checkpoint_every_n_steps: int | None = Field(
         None, ge=1, description="also refresh last.ckpt every N optimiser steps, so a killed run loses at most N"

@@ -14,15 +14,52 @@ def test_logmel_reproduces_panns_golden() -> None:
     g = load_golden("panns_cnn14")
     shapes = dict(g["state_dict_keys"])
     fe = LogMel(**{"sample_rate": 32000, "n_fft": 1024, "hop_length": 320, "n_mels": 64, "fmin": 50, "fmax": 14000})
-    for ours, theirs in (
+    # loaded as a checkpoint is: the rule's STFT kernels are no DFT, so this also checks that
+    # such kernels select the convolution form
+    fe.load_state_dict({ours: rule_value(theirs, shapes[theirs]) for ours, theirs in (
         ("stft_real", "spectrogram_extractor.stft.conv_real.weight"),
         ("stft_imag", "spectrogram_extractor.stft.conv_imag.weight"),
         ("mel_fb", "logmel_extractor.melW"),
-    ):
-        getattr(fe, ours).copy_(rule_value(theirs, shapes[theirs]))
+    )})
     out = fe(g["waveform"])
     assert out.shape == (2, 1001, 64)
     assert (out - g["logmel"][:, 0]).abs().max() < 1e-3
+
+
+def test_fft_form_equals_convolution_form() -> None:
+    """The FFT form (training and eager inference) and the convolution form (the exported
+    graph) of the same frontend give the same log-mel; a state dict of DFT kernels (as every
+    published checkpoint has) keeps the FFT form, and one of other kernels selects the
+    convolution, whose output is then that of the kernels given."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 16000) * torch.linspace(0.0, 1.0, 16000)  # includes near-silence
+    for settings in ({"sample_rate": 16000, "n_fft": 512, "hop_length": 160, "fmax": None}, {"sample_rate": 32000, "n_fft": 1024,
+                     "hop_length": 320, "win_length": 800}):
+        fe = LogMel(**settings)
+        fe.load_state_dict(LogMel(**settings).state_dict())
+        assert fe._fft_form
+        fast = fe(x)
+        fe._fft_form = False
+        slow = fe(x)
+        assert fast.shape == slow.shape
+        assert (fast - slow).abs().max() < 1e-3  # dB
+        # float64 DFT of the framed signal, computed here with numpy, as a third opinion
+        n_fft, hop = settings["n_fft"], settings["hop_length"]
+        padded = np.pad(x.numpy().astype(np.float64), ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
+        frames = np.stack([padded[:, i * hop : i * hop + n_fft] for i in range(fast.shape[1])], axis=1)
+        window = fe.stft_real[0, 0].double().numpy()
+        power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2
+        ref = 10 * np.log10(np.maximum(power @ fe.mel_fb.double().numpy(), 1e-10))
+        assert np.abs(fast.numpy() - ref).max() < 1e-3
+    other = LogMel(16000, 512, 160, fmax=None)
+    kernels = other.state_dict()
+    kernels["stft_imag"] = torch.zeros_like(kernels["stft_imag"])  # a "spectrogram" of the real part alone
+    other.load_state_dict(kernels)
+    assert not other._fft_form
+    real = torch.nn.functional.conv1d(torch.nn.functional.pad(x.unsqueeze(1), (256, 256), mode="reflect"),
+                                      kernels["stft_real"], stride=160)
+    expected = 10 * torch.log10(torch.clamp(real.pow(2).transpose(1, 2) @ other.mel_fb, min=1e-10))
+    torch.testing.assert_close(other(x), expected)
 
 
 def test_mel_filterbank_matches_librosa() -> None:

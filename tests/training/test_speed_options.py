@@ -86,3 +86,35 @@ def test_the_default_workers_come_from_the_cores_this_process_may_use(monkeypatc
     kw = loader_options(load_config(None, ["trainer.accelerator=cpu"]))
     assert kw["num_workers"] == workers
     assert kw["persistent_workers"] is (workers > 0) and ("prefetch_factor" in kw) is (workers > 0)
+
+
+@pytest.mark.parametrize(("model", "setting", "nhwc"), [
+    ("cnn_lite", "auto", True),  # measured faster channels-last: auto turns it on
+    ("cnn_lite", "false", False),
+    ("vgg_like", "auto", False),  # measured slower: auto leaves it off
+    ("vgg_like", "true", True),
+])
+def test_trainer_channels_last_auto_follows_the_model(tmp_path, model: str, setting: str, nhwc: bool) -> None:
+    import lightning as L
+
+    from audioclf.config import load_config
+    from audioclf.training.trainer import train
+    from tests.training.helpers import make_store
+
+    seen: list[bool] = []
+
+    class Look(L.Callback):
+        def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            convs = [p for p in pl_module.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1]
+            seen.append(all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs))
+
+    store = make_store(tmp_path / "s.h5", classes=2, clips_per_class=2)
+    config = load_config(None, [
+        f"data.store={store}", f"output_dir={tmp_path}", f"model.name={model}", f"trainer.channels_last={setting}",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.progress_bar=false", "data.batch_size=2",
+        "data.num_workers=0", "data.val_split=null", "data.test_split=null",
+        "model.settings={channels: [4, 8]}" if model == "cnn_lite" else "model.settings={sample_rate: 16000}",
+    ])
+    assert load_config(None, []).trainer.channels_last == "auto"  # the default
+    train(config, callbacks=[Look()], test=False)
+    assert seen == [nhwc]

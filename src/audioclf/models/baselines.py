@@ -38,6 +38,9 @@ class LiteCNN(LogMelModel):
     """
 
     head_prefixes = ("head.",)
+    # trainer.channels_last=auto turns NHWC on for it: a training step ran 1.3x faster so
+    # on a 2-core AVX2 CPU (benchmarks/bench_speed_options.py)
+    prefers_channels_last = True
 
     def __init__(
         self,
