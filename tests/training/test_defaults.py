@@ -41,13 +41,20 @@ def test_default_recipe_chosen_by_store_and_logged(kind: str, stores: dict[str, 
     expected = _recipe(kind)
     assert config.data.augment == expected["data"]["augment"]
     assert config.task.spec_augment == expected["task"]["spec_augment"]
-    assert config.task.label_smoothing == expected["task"]["label_smoothing"] > 0
-    assert config.task.ema_decay == expected["task"]["ema_decay"]
-    assert config.optim.warmup_epochs == 1.0 and config.optim.scheduler == "cosine"
     text = caplog.text
     assert f"default recipe: {kind}" in text
-    for off in ("data.augment={}", "task.spec_augment={}", "task.label_smoothing=0", "optim.warmup_epochs=0",
-                "task.ema_decay=null", "recipe=none"):
+    offs = ["data.augment={}", "task.spec_augment={}", "recipe=none"]
+    if kind == "short_clips":
+        # trimmed to the two augmentations by the converged ablation (benchmarks/RESULTS.md):
+        # label smoothing, warm-up and EMA on top of them cost 5 points there
+        assert config.task.label_smoothing == 0 and config.task.ema_decay is None and config.optim.warmup_epochs == 0
+        assert "label smoothing" not in text and "EMA" not in text
+    else:
+        assert config.task.label_smoothing == expected["task"]["label_smoothing"] > 0
+        assert config.task.ema_decay == expected["task"]["ema_decay"]
+        assert config.optim.warmup_epochs == 1.0 and config.optim.scheduler == "cosine"
+        offs += ["task.label_smoothing=0", "optim.warmup_epochs=0", "task.ema_decay=null"]
+    for off in offs:
         assert off in text, f"the log does not say how to turn off with {off}"
 
 
