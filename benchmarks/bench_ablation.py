@@ -40,6 +40,7 @@ def variants(store: str, recipe: dict[str, Any], base: dict[str, Any]) -> dict[s
     from audioclf.training.defaults import INGREDIENTS, merge
 
     out = {"defaults (recipe: none)": merge(base, {"recipe": "none"})}
+    parts: dict[str, dict[str, Any]] = {}
     for name, (keys, _) in INGREDIENTS.items():
         part: dict[str, Any] = {}
         for key in keys:
@@ -47,14 +48,14 @@ def variants(store: str, recipe: dict[str, Any], base: dict[str, Any]) -> dict[s
             if leaf in recipe.get(section, {}):
                 part.setdefault(section, {})[leaf] = recipe[section][leaf]
         if part:
+            parts[name] = part
             out[f"+ {name}"] = merge(base, part)
     # The two augmentations together, without the recipe's other ingredients: the candidate
     # trim when label smoothing, warm-up or EMA cost more than they give.
-    augment = {section: {leaf: recipe[section][leaf] for leaf in ("augment", "spec_augment") if leaf in recipe.get(section, {})}
-               for section in ("data", "task")}
-    augment = {section: part for section, part in augment.items() if part}
-    if len(augment) == 2 and merge(base, augment) != merge(base, recipe):
-        out["+ waveform augmentation + SpecAugment"] = merge(base, augment)
+    if "waveform augmentation" in parts and "SpecAugment" in parts:
+        pair = merge(base, merge(parts["waveform augmentation"], parts["SpecAugment"]))
+        if pair != merge(base, recipe):
+            out["+ waveform augmentation + SpecAugment"] = pair
     out["all (default recipe)"] = merge(base, recipe)
     return out
 

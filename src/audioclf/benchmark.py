@@ -182,17 +182,12 @@ def _bare_loop(config: Any) -> tuple[int, float]:
     import lightning as L
 
     from audioclf.data.store import Store
-    from audioclf.training.trainer import (
-        build_loaders,
-        build_model,
-        speed_up_model,
-        wants_channels_last,
-    )
+    from audioclf.training.trainer import build_loaders, build_model, speed_up_model
 
     store = Store(config.data.store)
     L.seed_everything(config.seed, verbose=False)
     model = build_model(config, store).train()
-    speed_up_model(model, channels_last=wants_channels_last(config, model))  # the memory format train() uses
+    speed_up_model(model, channels_last=config.trainer.channels_last)  # the memory format train() uses
     clip = int(round(config.data.clip_seconds * store.sample_rate)) if config.data.clip_seconds else int(model.clip_samples)
     loader = build_loaders(config, store, clip)["train"]
     # fused, like audioclf's default: the comparison measures the loop, not the optimiser kernel

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -284,20 +284,17 @@ class _LastCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
     when neither monitors a metric."""
 
 
-def wants_channels_last(config: Config, model: torch.nn.Module) -> bool:
-    """``trainer.channels_last`` for ``model``; ``auto`` is what the model says it prefers
-    (a measured property: oneDNN's NHWC kernels make cnn_lite 1.3x faster and vgg_like or
-    blocknet slower on a CPU; docs/training.md)."""
-    setting = config.trainer.channels_last
-    return bool(getattr(model, "prefers_channels_last", False)) if setting == "auto" else setting
-
-
-def speed_up_model(model: torch.nn.Module, *, compile: bool = False, channels_last: bool = False) -> torch.nn.Module:
+def speed_up_model(model: torch.nn.Module, *, compile: bool = False,
+                   channels_last: bool | Literal["auto"] = False) -> torch.nn.Module:
     """In place, parameter names unchanged (checkpoints stay loadable everywhere):
     ``channels_last`` stores 4-D convolution weights NHWC, so 2-D CNNs run their
     convolutions channels-last (GPUs' tensor cores and oneDNN prefer it; 1-D models are not
-    affected); ``compile`` routes ``model(...)`` through ``torch.compile`` (the first steps
-    pay the compilation; on the CPU it needs a C++ compiler)."""
+    affected); ``"auto"`` does so where the model says it prefers it (a measured property:
+    oneDNN's NHWC kernels make cnn_lite 1.3x faster and vgg_like or blocknet slower on a
+    CPU; docs/training.md). ``compile`` routes ``model(...)`` through ``torch.compile`` (the
+    first steps pay the compilation; on the CPU it needs a C++ compiler)."""
+    if channels_last == "auto":
+        channels_last = bool(getattr(model, "prefers_channels_last", False))
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if compile:
@@ -398,7 +395,7 @@ def train(
         monitor_mode="max",
         activation_checkpointing=t.activation_checkpointing,
     )
-    speed_up_model(model, compile=t.compile, channels_last=wants_channels_last(config, model))
+    speed_up_model(model, compile=t.compile, channels_last=t.channels_last)
     ckpt_dir = run_dir / "checkpoints"
     checkpoint_cbs = _checkpoint_callbacks(config, ckpt_dir, monitor, "max")
     cbs: list[L.Callback] = [shared_dir, *checkpoint_cbs, _LoaderProgress(loaders["train"]), *(callbacks or []),
